@@ -1,0 +1,1 @@
+"""Knowledge base: curated clinical definitions (``knowledge/``), a Chroma store and retrieval."""
