@@ -1,0 +1,131 @@
+"""Read WFDB records (PhysioNet format: ``.hea`` header + signal files) into medzs sample dicts.
+
+Uses the ``wfdb`` package (Xie et al., WFDB Python toolbox, PhysioNet; doi:10.13026/9njx-6322). The WFDB
+format is described at https://physionet.org/physiotools/wag/header-5.htm and signal-5.htm.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medzs.errors import RecordError
+
+logger = logging.getLogger(__name__)
+
+#: Physical units (as written in WFDB headers, compared case-sensitively except for the micro sign variants)
+#: -> factor to millivolts. The WFDB default when a header gives no units is ``mV``.
+UNIT_TO_MV: dict[str, float] = {
+    "mV": 1.0,
+    "mv": 1.0,
+    "uV": 1e-3,
+    "uv": 1e-3,
+    "µV": 1e-3,  # micro sign U+00B5
+    "μV": 1e-3,  # Greek mu U+03BC
+    "V": 1e3,
+    "v": 1e3,
+    "nV": 1e-6,
+}
+
+_EXTENSIONS = (".hea", ".dat", ".mat")
+
+
+def _record_base(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in _EXTENSIONS else p
+
+
+def read_wfdb(path: str | os.PathLike[str], verify_checksum: bool = True) -> dict[str, Any]:
+    """Read a WFDB record as a medzs sample.
+
+    Args:
+        path: Record path with or without extension (``records500/00000/00001_hr`` or ``..._hr.hea``).
+        verify_checksum: Compare each signal's 16-bit checksum in the header with the data (detects corrupt or
+            altered ``.dat`` files). Headers without checksums are not checked.
+
+    Returns:
+        ``{"signal": (leads, samples) float32 mV, "leads": list[str] (names as in the header),
+        "fs": float Hz, "id": record name, "meta": {...}, "path": header path}``. ``meta`` holds
+        ``comments`` (header comment lines), ``units`` (as in the header), ``adc_gain``, ``baseline``, ``fmt``,
+        ``n_samples``, ``base_date``/``base_time`` (ISO strings or None) and ``format="wfdb"``.
+
+    Raises:
+        RecordError: header or signal file missing or unreadable, data shorter than the header says,
+            checksum mismatch, a lead with NaN (invalid-sample) values, units not convertible to mV,
+            or no signals. The message names the record and the field.
+    """
+    import wfdb
+
+    base = _record_base(path)
+    name = str(base)
+    header = base.with_suffix(".hea")
+    if not header.is_file():
+        raise RecordError(f"{name}: header file {header.name} not found (expected a WFDB .hea file)")
+    try:
+        rec = wfdb.rdrecord(name, physical=False)
+    except FileNotFoundError as exc:
+        missing = Path(exc.filename).name if exc.filename else "signal file"
+        raise RecordError(f"{name}: {missing} not found (expected the signal file named in {header.name})") from exc
+    except (ValueError, IndexError, EOFError, OSError) as exc:
+        raise RecordError(
+            f"{name}: signal data unreadable ({exc}); expected {header.name}'s signal file(s) to be complete"
+        ) from exc
+    if rec.d_signal is None or rec.n_sig == 0 or rec.d_signal.size == 0:
+        raise RecordError(f"{name}: no signal samples (expected at least one lead with samples)")
+    leads = [str(s) for s in (rec.sig_name or [f"ch{i}" for i in range(rec.n_sig)])]
+
+    units = [u if u else "mV" for u in (rec.units or ["mV"] * rec.n_sig)]
+    factors = []
+    for lead, unit in zip(leads, units, strict=True):
+        if unit not in UNIT_TO_MV:
+            raise RecordError(
+                f"{name}: lead {lead!r}: units {unit!r} (expected a voltage convertible to mV: {sorted(UNIT_TO_MV)})"
+            )
+        factors.append(UNIT_TO_MV[unit])
+
+    physical = rec.dac(return_res=64)  # (samples, leads), NaN where the stored value is WFDB's invalid sample
+    nan_leads = [leads[i] for i in np.flatnonzero(np.isnan(physical).any(axis=0))]
+    if nan_leads:
+        counts = {lead: int(np.isnan(physical[:, leads.index(lead)]).sum()) for lead in nan_leads}
+        first = nan_leads[0]
+        raise RecordError(
+            f"{name}: lead {first!r} contains NaN ({counts[first]} samples; all affected leads: {counts}) "
+            "(expected finite values)"
+        )
+    if verify_checksum and rec.checksum is not None and rec.sig_len is not None:
+        actual = rec.calc_checksum()  # 16-bit sums; headers may write them signed, so compare modulo 2**16
+        pairs = zip(leads, actual, rec.checksum, strict=True)
+        bad = [lead for lead, a, b in pairs if b is not None and (int(a) - int(b)) % 65536 != 0]
+        if bad:
+            raise RecordError(
+                f"{name}: lead(s) {bad}: data checksum differs from the header (expected an unaltered signal file)"
+            )
+    signal = (physical * np.asarray(factors)[None, :]).T.astype(np.float32)
+
+    meta = {
+        "format": "wfdb",
+        "comments": list(rec.comments or []),
+        "units": units,
+        "adc_gain": [float(g) for g in rec.adc_gain],
+        "baseline": [int(b) for b in rec.baseline],
+        "fmt": list(rec.fmt),
+        "n_samples": int(rec.sig_len),
+        "base_date": rec.base_date.isoformat() if rec.base_date is not None else None,
+        "base_time": rec.base_time.isoformat() if rec.base_time is not None else None,
+    }
+    logger.debug("read_wfdb: %s: %d leads x %d samples at %s Hz", name, signal.shape[0], signal.shape[1], rec.fs)
+    return {
+        "signal": signal,
+        "leads": leads,
+        "fs": float(rec.fs),
+        "id": str(rec.record_name),
+        "meta": meta,
+        "path": str(header),
+    }
+
+
+__all__ = ["UNIT_TO_MV", "read_wfdb"]
