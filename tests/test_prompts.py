@@ -96,6 +96,18 @@ def test_lower_first_keeps_acronyms_waves_and_leads():
     for keep in ("QRS duration", "T wave inversion", "V1 to V3", "I, aVL and V6", "ST elevation"):
         assert lower_first(keep) == keep
     assert split_synonyms("Synonyms: LBBB; complete LBBB, left BBB.") == ["LBBB", "complete LBBB", "left BBB"]
+    # the knowledge base's format: "<name> (<synonym>; <synonym>)"
+    assert split_synonyms("complete left bundle branch block (LBBB; complete LBBB)") == [
+        "complete left bundle branch block", "LBBB", "complete LBBB"]
+
+
+def test_grounded_writer_with_kb_synonym_passage_format():
+    kb_syn = KBPassage(f"{LBBB}#synonyms", LBBB, "left bundle branch block, complete (LBBB; complete LBBB)",
+                       "synonyms")
+    texts = [p.text for p in GroundedWriter().write(LBBB_NAME, [kb_syn])]
+    assert texts == [LBBB_NAME, "left bundle branch block, complete", "LBBB", "complete LBBB"]
+    same_name = replace(kb_syn, text=f"{LBBB_NAME} (LBBB)")
+    assert [p.text for p in GroundedWriter().write(LBBB_NAME, [same_name])] == [LBBB_NAME, "LBBB"]
 
 
 # --------------------------------------------------------------------------------------------- grounded
@@ -294,6 +306,18 @@ def test_cache_corrupt_file_raises(tmp_path: Path):
     bad.write_text("{not json")
     with pytest.raises(PromptError, match="p.json"):
         PromptCache(bad).get_or_write("CLBBB", LBBB, LBBB_NAME, LBBB_PASSAGES, GroundedWriter())
+
+
+def test_in_memory_cache_hits_without_writing_files(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache, w = PromptCache(None), CountingWriter()
+    task = {"CLBBB": (LBBB, LBBB_NAME)}
+    a = build_task_prompts(task, lambda e, q: KB[e], w, cache)
+    b = build_task_prompts(task, lambda e, q: KB[e], w, cache)
+    assert a == b and w.calls == [LBBB_NAME] and len(cache) == 1
+    assert list(tmp_path.iterdir()) == []
+    c = build_task_prompts(task, lambda e, q: KB[e], w, None)  # no cache at all: writes every time
+    assert c["CLBBB"].texts == a["CLBBB"].texts and w.calls == [LBBB_NAME, LBBB_NAME]
 
 
 def test_refresh_rewrites(tmp_path: Path):

@@ -9,7 +9,8 @@ cache holds one entry per class and writer configuration and a committed cache d
 Storage:
 
 - a path ending in ``.json``: one file ``{"format": ..., "version": 1, "entries": {slot: record}}``;
-- any other path: a folder with one ``<slot>.json`` per entry.
+- any other path: a folder with one ``<slot>.json`` per entry;
+- None: in memory only (nothing is written).
 
 Files are written atomically (temporary file in the same folder + :func:`os.replace`) as sorted, indented
 JSON. Records hold condition names, KB passage ids and prompt texts only — never patient data.
@@ -109,7 +110,7 @@ class PromptCache:
     """Prompt cache backed by a JSON file (``*.json``) or a folder of JSON files.
 
     Args:
-        path: Cache file (ends in ``.json``) or folder. Created on first write.
+        path: Cache file (ends in ``.json``) or folder, created on first write; None keeps the cache in memory.
 
     Example:
         >>> cache = PromptCache(tmp / "prompts.json")            # doctest: +SKIP
@@ -117,9 +118,10 @@ class PromptCache:
         ...                         passages, GroundedWriter())   # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self.single_file = self.path.suffix.lower() == ".json"
+    def __init__(self, path: str | os.PathLike[str] | None):
+        self.path = None if path is None else Path(path)
+        self.single_file = self.path is not None and self.path.suffix.lower() == ".json"
+        self._memory: dict[str, dict] | None = {} if self.path is None else None
 
     # ----------------------------------------------------------------- keys
     @staticmethod
@@ -136,6 +138,8 @@ class PromptCache:
 
     # -------------------------------------------------------------- storage
     def _load_all(self) -> dict[str, dict]:
+        if self._memory is not None:
+            return json.loads(json.dumps(self._memory))  # a copy, as if read from disk
         if self.single_file:
             if not self.path.is_file():
                 return {}
@@ -156,7 +160,7 @@ class PromptCache:
         return out
 
     def _load_slot(self, slot: str) -> dict | None:
-        if self.single_file:
+        if self._memory is not None or self.single_file:
             return self._load_all().get(slot)
         f = self.path / f"{slot}.json"
         if not f.is_file():
@@ -167,7 +171,9 @@ class PromptCache:
             raise PromptError(f"{f}: prompt cache entry is not valid JSON ({exc})") from exc
 
     def _store(self, slot: str, record: dict) -> None:
-        if self.single_file:
+        if self._memory is not None:
+            self._memory[slot] = json.loads(json.dumps(record))
+        elif self.single_file:
             entries = self._load_all()  # re-read: keep entries written meanwhile by another process
             entries[slot] = record
             _atomic_write(self.path, _dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": entries}))

@@ -50,6 +50,7 @@ DEFAULT_TEMPLATE: dict[str, str] = {
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "approx.", "cf.", "fig.", "no.", "dr.", "al.", "ca.", "resp.")
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _WS = re.compile(r"\s+")
+_NAME_PAREN = re.compile(r"^([^()]+?)\s*\((.+)\)\s*\.?$")
 _SYN_PREFIX = re.compile(r"^\s*(synonyms?|also (known as|called))\s*[:\-]?\s*", re.IGNORECASE)
 
 
@@ -127,12 +128,19 @@ def lower_first(text: str) -> str:
 
 
 def split_synonyms(text: str) -> list[str]:
-    """Split a ``"synonyms"`` passage into names (separators ``;``, ``,``, ``|`` and newlines).
+    """Split a ``"synonyms"`` passage into names.
 
-    An optional ``"Synonyms:"``/``"Also known as"`` prefix is removed.
+    The knowledge base writes ``"<name> (<synonym>; <synonym>)"`` (``medzs.knowledge.kb``): this gives
+    ``[<name>, <synonym>, <synonym>]``. Plain lists are split on ``;``, ``,``, ``|`` and newlines; an optional
+    ``"Synonyms:"``/``"Also known as"`` prefix is removed.
     """
-    text = _SYN_PREFIX.sub("", str(text))
-    return [clean_text(s) for s in re.split(r"[;,|\n]", text) if clean_text(s)]
+    text = _SYN_PREFIX.sub("", " ".join(str(text).split()))
+    m = _NAME_PAREN.match(text)
+    head: list[str] = []
+    if m:
+        head, text = [clean_text(m.group(1))], m.group(2)
+    parts = [clean_text(s) for s in re.split(r"[;,|\n]", text)]
+    return [s for s in head + parts if s]
 
 
 def _hash(obj: Any) -> str:
