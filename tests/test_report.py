@@ -1,0 +1,136 @@
+"""Run reports: scores.csv, metrics.json, a self-contained report.html, and the CLI table."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medzs.metrics import evaluate, macro_auroc
+from medzs.report import format_table, rich_table, write_report
+
+CLASSES = ["NORM", "MI", "CD"]
+
+
+@pytest.fixture(scope="module")
+def run():
+    rng = np.random.default_rng(0)
+    n = 40
+    y = (rng.random((n, 3)) < 0.35).astype(float)
+    y[:, 2] = 0.0  # CD: no positive -> AUROC undefined
+    y[3, 0] = np.nan
+    s = 0.8 * y + rng.normal(size=(n, 3))
+    table, macro = evaluate(y, s, CLASSES, n_boot=200, seed=0)
+    ids = [f"{i:05d}_hr" for i in range(1, n + 1)]
+    return ids, y, s, table, macro
+
+
+def _provenance():
+    return {"task": "ptbxl-super", "dataset": "ptbxl", "model": {"name": "ecg-resnet18.medzs-ptbxl", "sha256": "ab" * 32},
+            "prompts_cache_hash": "cd" * 32, "writer": "grounded", "seed": 0}
+
+
+def test_write_report_files(tmp_path: Path, run):
+    ids, y, s, table, macro = run
+    files = write_report(tmp_path / "out", record_ids=ids, classes=CLASSES, scores=s, y_true=y, table=table,
+                         macro=macro, provenance=_provenance())
+    assert set(files) == {"scores", "metrics", "html"}
+    assert all(p.is_file() and p.parent == tmp_path / "out" for p in files.values())
+
+    df = pd.read_csv(files["scores"], dtype={"record_id": str})
+    assert df.columns.tolist() == ["record_id", *CLASSES, *(f"y_{c}" for c in CLASSES)]
+    assert df["record_id"].tolist() == ids
+    np.testing.assert_allclose(df[CLASSES].to_numpy(), s, rtol=1e-5)
+    assert np.isnan(df.loc[3, "y_NORM"]) and df["y_MI"].tolist() == y[:, 1].tolist()
+
+    m = json.loads(files["metrics"].read_text())
+    conds = {c["condition"]: c for c in m["conditions"]}
+    assert list(conds) == CLASSES
+    for name, row in zip(CLASSES, table.to_dict("records")):
+        assert conds[name]["n_pos"] == row["n_pos"] and conds[name]["n_neg"] == row["n_neg"]
+    assert conds["NORM"]["n"] == 39
+    assert conds["MI"]["auroc"] == pytest.approx(table.loc[1, "auroc"])
+    assert conds["CD"]["auroc"] is None and conds["CD"]["n_pos"] == 0  # NaN -> null, valid JSON
+    assert m["macro"]["auroc"] == pytest.approx(macro_auroc(table)) and m["macro"]["n_conditions"] == 2
+    prov = m["provenance"]
+    assert prov["model"]["sha256"] == "ab" * 32 and prov["task"] == "ptbxl-super"
+    assert prov["prompts_cache_hash"] == "cd" * 32 and prov["writer"] == "grounded" and prov["seed"] == 0
+    assert prov["medzs_version"] and prov["command_line"] and re.match(r"\d{4}-\d\d-\d\dT", prov["time"])
+    assert "PTB-XL" in prov["dataset_citation"][0]
+    assert "NaN" not in files["metrics"].read_text()
+
+
+def test_report_html_is_self_contained(tmp_path: Path, run):
+    ids, y, s, table, macro = run
+    files = write_report(tmp_path, record_ids=ids, classes=CLASSES, scores=s, y_true=y, table=table, macro=macro,
+                         provenance=_provenance())
+    html = files["html"].read_text()
+    assert '<img alt="ROC curves per condition" src="data:image/png;base64,' in html
+    b64 = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html).group(1)
+    assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    assert "http" not in html
+    mi = table.loc[1]
+    assert f"{mi['auroc']:.3f} [{mi['ci_low']:.3f}, {mi['ci_high']:.3f}]" in html
+    assert f"<td class=\"num\">{int(mi['n_pos'])}</td><td class=\"num\">{int(mi['n_neg'])}</td>" in html
+    assert f"Macro AUROC: {macro['auroc']:.3f}" in html and "over 2 of 3 conditions" in html
+    assert "Dataset citation" in html and "doi:10.1038/s41597-020-0495-6" in html
+    assert "ecg-resnet18.medzs-ptbxl" in html and "ab" * 32 in html
+
+
+def test_report_refuses_patient_identifiers_and_handles_no_labels(tmp_path: Path, run):
+    ids, y, s, table, macro = run
+    bad = {**_provenance(), "dataset": {"name": "ptbxl", "identifiers": {"patient_name": "Canary McTestface"}}}
+    with pytest.raises(ValueError, match="identifiers"):
+        write_report(tmp_path / "bad", record_ids=ids, classes=CLASSES, scores=s, y_true=y, table=table,
+                     macro=macro, provenance=bad)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match=r"scores: expected shape \(39, 3\).*got \(40, 3\)"):
+        write_report(tmp_path, record_ids=ids[:-1], classes=CLASSES, scores=s, provenance={})
+    files = write_report(tmp_path / "nolab", record_ids=ids, classes=CLASSES, scores=s, provenance={})
+    df = pd.read_csv(files["scores"])
+    assert df.columns.tolist() == ["record_id", *CLASSES]
+    html = files["html"].read_text()
+    assert "data:image/png" not in html and "Macro AUROC" not in html
+    assert json.loads(files["metrics"].read_text())["conditions"] == []
+
+
+def test_pipeline_style_provenance_dataset_dict_citation(tmp_path: Path, run):
+    ids, y, s, table, _ = run
+    prov = {"dataset": {"name": "PTB-XL", "citation": "Wagner P et al. PTB-XL. Sci Data 7, 154 (2020)."},
+            "command": "medzs zeroshot pipelines/ptbxl-super.yaml", "created": "2026-01-01T00:00:00+0000"}
+    files = write_report(tmp_path, record_ids=ids, classes=CLASSES, scores=s, y_true=y, table=table,
+                         macro=macro_auroc(table), provenance=prov)
+    m = json.loads(files["metrics"].read_text())
+    assert "command_line" not in m["provenance"] and "time" not in m["provenance"]
+    assert m["macro"] == {"auroc": pytest.approx(macro_auroc(table))}
+    assert "Wagner P et al. PTB-XL. Sci Data 7, 154 (2020)." in files["html"].read_text()
+
+
+def test_format_table(run):
+    _, _, _, table, macro = run
+    text = format_table(table, macro, title="ptbxl-super")
+    lines = text.splitlines()
+    assert lines[0] == "ptbxl-super"
+    assert lines[1].split() == ["condition", "AUROC", "[95%", "CI]", "n_pos", "n_neg"]
+    mi = table.loc[1]
+    row = next(line for line in lines if line.startswith("MI "))
+    assert f"{mi['auroc']:.3f} [{mi['ci_low']:.3f}, {mi['ci_high']:.3f}]" in row
+    assert row.split()[-2:] == [str(mi["n_pos"]), str(mi["n_neg"])]
+    cd = next(line for line in lines if line.startswith("CD "))
+    assert "n/a" in cd and cd.split()[-2:] == ["0", "40"]
+    assert lines[-1] == (f"macro AUROC {macro['auroc']:.3f} [{macro['ci_low']:.3f}, {macro['ci_high']:.3f}] "
+                         "over 2 condition(s)")
+    assert format_table(table, 0.5).splitlines()[-1] == "macro AUROC 0.500"
+    from rich.console import Console
+
+    console = Console(width=100, record=True)
+    console.print(rich_table(table, macro))
+    out = console.export_text()
+    assert "│ MI " in out and f"{mi['auroc']:.3f} [{mi['ci_low']:.3f}, {mi['ci_high']:.3f}]" in out
