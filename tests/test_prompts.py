@@ -23,7 +23,6 @@ from medzs.prompts import (
     PromptCache,
     TextPassage,
     build_task_prompts,
-    passages_from_entry,
     passages_hash,
     prompts_hash,
 )
@@ -93,7 +92,7 @@ def test_truncate_words_cuts_at_sentence_boundary_or_hard():
 def test_lower_first_keeps_acronyms_waves_and_leads():
     assert lower_first("Broad R waves") == "broad R waves"
     assert lower_first("A block") == "a block"
-    for keep in ("QRS duration", "T wave inversion", "V1 to V3", "I, aVL and V6", "ST elevation"):
+    for keep in ("QRS duration", "T wave inversion", "V1 to V3", "I, aVL and V6", "ST elevation", "Mobitz type I"):
         assert lower_first(keep) == keep
     assert split_synonyms("Synonyms: LBBB; complete LBBB, left BBB.") == ["LBBB", "complete LBBB", "left BBB"]
     # the knowledge base's format: "<name> (<synonym>; <synonym>)"
@@ -182,29 +181,38 @@ def test_grounded_template_hash_tracks_template_and_limits():
         GroundedWriter(template={"bogus": "{name}"})
 
 
-def test_names_only_writer_and_entry_passages():
+def test_names_only_writer():
     assert NamesOnlyWriter().write("Normal ECG", LBBB_PASSAGES) == [Prompt("Normal ECG")]
     assert NamesOnlyWriter("an ECG showing {name}").write("sinus rhythm", []) == [Prompt("an ECG showing sinus rhythm")]
+    with pytest.raises(ValueError, match="name"):
+        NamesOnlyWriter("an ECG")
 
-    @dataclass
-    class Crit:
-        text: str
 
-    @dataclass
-    class Entry:
-        id: str = LBBB
-        name: str = LBBB_NAME
-        definition: str = "Late left ventricular activation."
-        criteria: tuple = (Crit("QRS duration of 120 ms or more."),)
-        synonyms: tuple = ("LBBB",)
-        sources: tuple = ("aha-iii-2009",)
+def test_grounded_writer_on_knowledge_base_passage_layout():
+    """KB passages read "<name>: <text>" and "<name> (<synonym>; ...)"; the name is not repeated."""
+    from medzs.knowledge.kb import passages_from_entry
+    from medzs.knowledge.schema import Criterion, Entry
 
-    ps = passages_from_entry(Entry())
-    assert [(p.id, p.field) for p in ps] == [(f"{LBBB}#definition", "definition"),
-                                              (f"{LBBB}#criterion-0", "criterion"), (f"{LBBB}#synonyms", "synonyms")]
-    assert [p.text for p in GroundedWriter().write(LBBB_NAME, ps)] == [
-        LBBB_NAME, f"{LBBB_NAME}: late left ventricular activation", f"{LBBB_NAME}, with QRS duration of 120 ms or more",
-        "LBBB"]
+    entry = Entry(id="ecg.scp.2AVB", modality="ecg", name="second-degree atrioventricular block",
+                  codes={"scp_ecg": ("2AVB",)}, definition="Intermittent failure of AV conduction. Some P waves "
+                  "are not conducted.", criteria=(Criterion("Mobitz type I - the PR interval lengthens."),
+                                                  Criterion("P waves not followed by a QRS complex.")),
+                  sources=("acc-brady-2018",), synonyms=("2AVB", "Mobitz II"))
+    passages = passages_from_entry(entry)
+    assert passages[0].text.startswith("second-degree atrioventricular block: ")  # the layout this test is about
+    prompts = GroundedWriter().write("Second-degree AV block", passages, entry_id=entry.id)
+    assert [p.text for p in prompts] == [
+        "second-degree AV block",
+        "second-degree AV block: intermittent failure of AV conduction",
+        "second-degree AV block: some P waves are not conducted",
+        "second-degree AV block, with Mobitz type I - the PR interval lengthens",
+        "second-degree AV block, with P waves not followed by a QRS complex",
+        "second-degree atrioventricular block",
+        "2AVB",
+        "Mobitz II",
+    ]
+    assert prompts[4].passage_ids == ("ecg.scp.2AVB#criterion-1",)
+    assert prompts[5].passage_ids == ("ecg.scp.2AVB#synonyms",)
 
 
 def test_class_prompts_json_round_trip():
@@ -221,6 +229,15 @@ def test_passages_hash_changes_with_text_not_order_or_score():
     assert passages_hash([replace(p, score=0.5) for p in LBBB_PASSAGES]) == h
     changed = [replace(LBBB_PASSAGES[0], text=LBBB_PASSAGES[0].text + " More.")] + LBBB_PASSAGES[1:]
     assert passages_hash(changed) != h
+
+
+def test_text_passage_is_a_passage():
+    from medzs.prompts import PassageLike
+
+    tp = TextPassage(f"{AF}#criterion-1", AF, "No distinct P waves.", "criterion")
+    assert isinstance(tp, PassageLike) and isinstance(AF_PASSAGES[0], PassageLike)
+    assert len(tp.sha256) == 64
+    assert GroundedWriter().write(AF_NAME, [tp])[1] == Prompt(f"{AF_NAME}, with no distinct P waves", (tp.id,))
 
 
 def test_writers_reject_records_as_passages():
@@ -352,7 +369,8 @@ CHATTY = """Sure! Here are the attributes you asked for:
   {"text": "Notched R waves in the lateral leads I, aVL, V5 and V6", "passage_ids": ["ecg.scp.CLBBB#criterion-1"]},
   {"text": "Delta waves before the QRS", "passage_ids": ["ecg.scp.WPW#criterion-0"]},
   {"text": "", "passage_ids": ["ecg.scp.CLBBB#criterion-2"]},
-  {"text": "No septal Q waves in I, V5 and V6", "passage_ids": ["ecg.scp.CLBBB#criterion-2", "ecg.scp.CLBBB#definition"]}
+  {"text": "No septal Q waves in I, V5 and V6",
+   "passage_ids": ["ecg.scp.CLBBB#criterion-2", "ecg.scp.CLBBB#definition"]}
 ]
 ```
 I hope this helps!"""

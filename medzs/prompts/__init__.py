@@ -20,7 +20,6 @@ from medzs.prompts.types import (
     Prompt,
     PromptWriter,
     TextPassage,
-    passages_from_entry,
     passages_hash,
 )
 
@@ -35,7 +34,6 @@ __all__ = [
     "PromptWriter",
     "TextPassage",
     "build_task_prompts",
-    "passages_from_entry",
     "passages_hash",
     "prompts_hash",
 ]

@@ -32,11 +32,12 @@ __all__ = [
     "lower_first",
     "split_sentences",
     "split_synonyms",
+    "strip_name_prefix",
     "truncate_words",
 ]
 
 #: Bump when the composition logic changes (invalidates cached prompts through ``template_hash``).
-GROUNDED_VERSION = "1"
+GROUNDED_VERSION = "2"
 
 #: Default templates of :class:`GroundedWriter`. ``{name}`` is the class name, ``{text}`` the passage text.
 DEFAULT_TEMPLATE: dict[str, str] = {
@@ -47,6 +48,11 @@ DEFAULT_TEMPLATE: dict[str, str] = {
 }
 
 # Abbreviations after which a full stop does not end a sentence.
+# Proper names that open ECG criteria and keep their capital.
+_EPONYMS = frozenset({
+    "bazett", "brugada", "cabrera", "cornell", "epsilon", "fridericia", "ganong", "lewis", "lown", "lyon",
+    "mobitz", "osborn", "romhilt", "sgarbossa", "smith", "sokolow", "wellens", "wenckebach", "wolff",
+})
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "approx.", "cf.", "fig.", "no.", "dr.", "al.", "ca.", "resp.")
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _WS = re.compile(r"\s+")
@@ -115,7 +121,7 @@ def lower_first(text: str) -> str:
     """Lower-case the first character unless the first word is an acronym or a lead name.
 
     ``"Broad R waves"`` -> ``"broad R waves"``, ``"A block"`` -> ``"a block"``; ``"QRS duration"``,
-    ``"V1 ..."``, ``"ST elevation"``, ``"T wave inversion"`` unchanged.
+    ``"V1 ..."``, ``"ST elevation"``, ``"T wave inversion"``, ``"Mobitz type I"`` (eponyms) unchanged.
     """
     if not text:
         return text
@@ -123,6 +129,8 @@ def lower_first(text: str) -> str:
     if any(c.isupper() for c in first[1:]) or any(c.isdigit() for c in first):
         return text
     if len(first) == 1 and first != "A":  # wave or lead names: "T wave inversion", "Q waves", "I, aVL"
+        return text
+    if first.lower() in _EPONYMS:
         return text
     return text[0].lower() + text[1:]
 
@@ -143,6 +151,19 @@ def split_synonyms(text: str) -> list[str]:
     return [s for s in head + parts if s]
 
 
+def strip_name_prefix(text: str, names: Sequence[str]) -> str:
+    """Remove a leading ``"<name>:"`` (case-insensitive) for any of ``names``.
+
+    Knowledge-base passages are stored as ``"<entry name>: <definition or criterion>"`` so that they can be
+    retrieved on their own (``medzs.knowledge.kb``); the writer adds the class name itself.
+    """
+    t = " ".join(str(text).split())
+    for name in sorted({" ".join(str(n).split()) for n in names if n}, key=len, reverse=True):
+        if t.lower().startswith(name.lower()) and t[len(name):].lstrip().startswith(":"):
+            return t[len(name):].lstrip()[1:].strip()
+    return t
+
+
 def _hash(obj: Any) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -159,7 +180,8 @@ class GroundedWriter(PromptWriter):
     3. one prompt per criterion, ``"<name>, with <criterion>"``;
     4. one prompt per synonym, ``"<synonym>"``.
 
-    Passage text is whitespace-normalised, its first letter lower-cased (acronyms kept), its final full stop
+    A leading ``"<name>:"`` (the knowledge base's passage layout) is removed from definition and criterion
+    passages. Passage text is whitespace-normalised, its first letter lower-cased (acronyms kept), its final full stop
     removed, and each prompt is kept to ``max_words`` words (cut at sentence boundaries) so it suits a
     sentence encoder. Each prompt records the id of the passage it uses.
 
@@ -227,11 +249,13 @@ class GroundedWriter(PromptWriter):
                 dropped.append({"passage_id": p.id, "reason": f"passage of another entry ({pe})"})
                 continue
             fld = str(getattr(p, "field", ""))
+            meta = getattr(p, "metadata", None)
+            body = strip_name_prefix(p.text, [class_name, meta.get("name", "") if isinstance(meta, Mapping) else ""])
             if fld == "definition":
-                for sent in split_sentences(p.text):
+                for sent in split_sentences(body):
                     candidates.append(Prompt(self._fill("definition", name, lower_first(clean_text(sent))), (p.id,)))
             elif fld == "criterion":
-                text = lower_first(clean_text(p.text))
+                text = lower_first(clean_text(body))
                 if text:
                     candidates.append(Prompt(self._fill("criterion", name, text), (p.id,)))
             elif fld == "synonyms":

@@ -313,7 +313,8 @@ class LLMWriter(PromptWriter):
                 return prompts, all_dropped
             reason = error
             logger.warning("LLM writer: condition '%s', attempt %d: unusable answer (%s)", name, attempt + 1, error)
-            messages = [*messages, AIMessage(content=content), HumanMessage(content=_RETRY_MESSAGE.format(reason=error))]
+            retry = HumanMessage(content=_RETRY_MESSAGE.format(reason=error))
+            messages = [*messages, AIMessage(content=content), retry]
         raise PromptError(
             f"LLM writer ({self.model}): condition '{name}': no usable descriptors after "
             f"{1 + self.max_retries} attempt(s): {reason}"

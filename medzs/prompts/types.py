@@ -27,7 +27,6 @@ __all__ = [
     "TextPassage",
     "canonical_order",
     "check_passages",
-    "passages_from_entry",
     "passages_hash",
 ]
 
@@ -59,7 +58,8 @@ class PassageLike(Protocol):
 
 @dataclass(frozen=True)
 class TextPassage:
-    """A minimal passage (implements :class:`PassageLike`), e.g. built from a KB entry without a vector store.
+    """A minimal passage (implements :class:`PassageLike`); the knowledge base's own is
+    ``medzs.knowledge.kb.Passage`` (``medzs.knowledge.kb.passages_from_entry`` builds them from an entry).
 
     Attributes:
         id: Passage id (``"<entry id>#definition"``, ``"<entry id>#criterion-<i>"``, ``"<entry id>#synonyms"``).
@@ -81,32 +81,6 @@ class TextPassage:
     def sha256(self) -> str:
         """SHA-256 (hex) of the passage id, field and text."""
         return _sha256_json([self.id, self.field, self.text])
-
-
-def passages_from_entry(entry: Any) -> list[TextPassage]:
-    """Build passages from a knowledge-base entry (``medzs.knowledge.schema.Entry`` or anything alike).
-
-    One passage per definition and per criterion (the same ids as the Chroma store, see
-    ``docs/architecture.md``), plus one ``"synonyms"`` passage (synonyms joined by ``"; "``) when the entry
-    has synonyms.
-
-    Args:
-        entry: An object with ``id``, ``definition``, ``criteria`` (objects with ``.text`` or strings), and
-            optionally ``synonyms`` and ``sources``.
-
-    Returns:
-        The passages in canonical order.
-    """
-    eid = str(entry.id)
-    sources = tuple(str(s) for s in (getattr(entry, "sources", ()) or ()))
-    out = [TextPassage(f"{eid}#definition", eid, str(entry.definition).strip(), "definition", sources)]
-    for i, crit in enumerate(getattr(entry, "criteria", ()) or ()):
-        text = crit if isinstance(crit, str) else crit.text
-        out.append(TextPassage(f"{eid}#criterion-{i}", eid, str(text).strip(), "criterion", sources))
-    synonyms = [str(s).strip() for s in (getattr(entry, "synonyms", ()) or ()) if str(s).strip()]
-    if synonyms:
-        out.append(TextPassage(f"{eid}#synonyms", eid, "; ".join(synonyms), "synonyms", sources))
-    return out
 
 
 def check_passages(passages: Iterable[Any]) -> list[Any]:
