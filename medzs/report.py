@@ -215,10 +215,13 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
     if macro:
         used = macro.get("n_conditions")
         total = macro.get("n_conditions_total")
-        over = f" over {used}" + (f" of {total}" if total is not None else "") + " conditions" if used is not None else ""
+        over = ""
+        if used is not None:
+            over = f" over {used}" + (f" of {total}" if total is not None else "") + " conditions"
         parts.append(f'<p class="macro">Macro AUROC: {e(_auc_cell(macro))}{e(over)}</p>')
         if macro.get("excluded"):
-            parts.append(f"<p>Without a defined AUROC (one label value): {e(', '.join(map(str, macro['excluded'])))}</p>")
+            excluded = ", ".join(map(str, macro["excluded"]))
+            parts.append(f"<p>Without a defined AUROC (one label value): {e(excluded)}</p>")
     if table is not None and len(table):
         parts.append("<h2>AUROC per condition</h2><table><tr><th>condition</th><th>AUROC [95% CI]</th>"
                      "<th>n_pos</th><th>n_neg</th></tr>")

@@ -31,7 +31,8 @@ def run():
 
 
 def _provenance():
-    return {"task": "ptbxl-super", "dataset": "ptbxl", "model": {"name": "ecg-resnet18.medzs-ptbxl", "sha256": "ab" * 32},
+    return {"task": "ptbxl-super", "dataset": "ptbxl",
+            "model": {"name": "ecg-resnet18.medzs-ptbxl", "sha256": "ab" * 32},
             "prompts_cache_hash": "cd" * 32, "writer": "grounded", "seed": 0}
 
 
