@@ -92,7 +92,8 @@ def test_truncate_words_cuts_at_sentence_boundary_or_hard():
 def test_lower_first_keeps_acronyms_waves_and_leads():
     assert lower_first("Broad R waves") == "broad R waves"
     assert lower_first("A block") == "a block"
-    for keep in ("QRS duration", "T wave inversion", "V1 to V3", "I, aVL and V6", "ST elevation", "Mobitz type I"):
+    for keep in ("QRS duration", "T wave inversion", "V1 to V3", "I, aVL and V6", "ST elevation", "Mobitz type I",
+                 "T-wave inversion", "Q-waves"):
         assert lower_first(keep) == keep
     assert split_synonyms("Synonyms: LBBB; complete LBBB, left BBB.") == ["LBBB", "complete LBBB", "left BBB"]
     # the knowledge base's format: "<name> (<synonym>; <synonym>)"

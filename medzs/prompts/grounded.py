@@ -128,9 +128,10 @@ def lower_first(text: str) -> str:
     first = text.split(" ", 1)[0].strip(",.;:()\"'")
     if any(c.isupper() for c in first[1:]) or any(c.isdigit() for c in first):
         return text
-    if len(first) == 1 and first != "A":  # wave or lead names: "T wave inversion", "Q waves", "I, aVL"
+    head = first.split("-", 1)[0]
+    if len(head) == 1 and head.isupper() and first != "A":  # waves/leads: "T wave", "T-wave", "Q waves", "I, aVL"
         return text
-    if first.lower() in _EPONYMS:
+    if head.lower() in _EPONYMS:
         return text
     return text[0].lower() + text[1:]
 
