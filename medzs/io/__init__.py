@@ -1,6 +1,13 @@
 """Record loaders: files -> medzs sample dicts (see docs/architecture.md).
 
-- :func:`medzs.io.wfdb.read_wfdb`: WFDB records (PhysioNet).
+- :func:`medzs.io.detect.read_ecg`: any supported ECG file, format detected by content.
+- :func:`medzs.io.wfdb.read_wfdb`: WFDB records (PhysioNet, PTB-XL).
+- :func:`medzs.io.cinc.read_cinc`: PhysioNet/CinC 2020-2021 ``.hea`` + ``.mat``.
+- :func:`medzs.io.cpsc.read_cpsc`: CPSC2018 original ``.mat``.
+- :func:`medzs.io.dicom_ecg.read_dicom_ecg`: DICOM 12-lead ECG Waveform Storage.
+- :func:`medzs.io.muse.read_muse`: GE MUSE XML.
+- :func:`medzs.io.philips.read_philips`: Philips Sierra XML (XLI-compressed).
+- :func:`medzs.io.hl7aecg.read_hl7aecg` / :func:`medzs.io.hl7aecg.write_hl7aecg`: HL7 aECG XML.
 
 Loaders import their format libraries lazily; ``import medzs.io`` stays cheap.
 """
@@ -10,7 +17,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"read_wfdb": "medzs.io.wfdb"}
+_LAZY = {
+    "read_ecg": "medzs.io.detect",
+    "detect_format": "medzs.io.detect",
+    "read_wfdb": "medzs.io.wfdb",
+    "read_cinc": "medzs.io.cinc",
+    "read_cpsc": "medzs.io.cpsc",
+    "read_dicom_ecg": "medzs.io.dicom_ecg",
+    "read_muse": "medzs.io.muse",
+    "read_philips": "medzs.io.philips",
+    "read_hl7aecg": "medzs.io.hl7aecg",
+    "write_hl7aecg": "medzs.io.hl7aecg",
+}
 
 __all__ = sorted(_LAZY)
 

@@ -1,0 +1,186 @@
+"""Command-line interface: ``medzs zeroshot | train | kb | prompts | models | data``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="medzs: zero-shot ECG classification with clinical-knowledge grounding.")
+kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, query, stats.")
+prompts_app = typer.Typer(no_args_is_help=True, help="Class prompts (CKEPE): build and show.")
+train_app = typer.Typer(no_args_is_help=True, help="Train models.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: download from their official homes.")
+app.add_typer(kb_app, name="kb")
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(train_app, name="train")
+app.add_typer(data_app, name="data")
+
+
+def _setup(verbose: bool) -> None:
+    from medzs.pipeline import default_env
+
+    default_env()
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(show_path=False)])
+    try:  # quieten the Hugging Face weight-loading bars in a CLI run
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - transformers always present with medzs
+        pass
+
+
+@app.command()
+def zeroshot(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/ptbxl-super.yaml"),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: the pipeline's `output`)."),
+    model: Optional[str] = typer.Option(None, help="Registry name overriding the pipeline's model."),
+    weights: Optional[Path] = typer.Option(None, help="Checkpoint path overriding the model's weights."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score a dataset zero-shot and print AUROC per condition (with n positives and 95 % CI)."""
+    _setup(verbose)
+    from rich.console import Console
+
+    from medzs.pipeline import load_pipeline, run_zeroshot
+    from medzs.report import format_table
+
+    cfg = load_pipeline(pipeline)
+    if model:
+        cfg.model["name"] = model
+    if weights:
+        cfg.model["weights"] = str(weights)
+    res = run_zeroshot(cfg, out_dir=out)
+    console = Console()
+    console.print(format_table(res["table"], res["macro"], title=f"{cfg.name}: zero-shot AUROC "
+                                                               f"({res['n_records']} records, {cfg.model['name']})"))
+    for name, path in res["files"].items():
+        console.print(f"{name}: {path}")
+
+
+@app.command()
+def models() -> None:
+    """List registered models with their input spec and weights."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medzs import registry
+
+    t = Table("name", "input", "weights", "description")
+    for name in registry.list_models():
+        c = registry.get_config(name)
+        s = c.input_spec
+        t.add_row(name, f"{len(s.leads)} x {s.n_samples} @ {s.fs:g} Hz, {s.normalization}",
+                  c.weights or "(user path / random)", c.description)
+    Console().print(t)
+
+
+@train_app.command("ecg")
+def train_ecg(
+    out: Path = typer.Option(Path("medzs/weights/ecg-resnet18.medzs-ptbxl.pt"), help="Checkpoint to write."),
+    root: Optional[Path] = typer.Option(None, help="PTB-XL root (default: $MEDZS_PTBXL_ROOT or the shared mirror)."),
+    epochs: int = typer.Option(40, help="Training epochs."),
+    seed: int = typer.Option(0, help="Seed."),
+    max_records: Optional[int] = typer.Option(None, help="Use only the first N training records (smoke runs)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the embedded default ECG model on PTB-XL folds 1-8 (contrastive, CLIP loss)."""
+    _setup(verbose)
+    from medzs.recipes import train_ptbxl_default
+
+    card = train_ptbxl_default(out=out, root=root, epochs=epochs, seed=seed, max_records=max_records)
+    typer.echo(json.dumps({k: card[k] for k in ("weights", "sha256", "n_train", "seconds")}, indent=2))
+
+
+@kb_app.command("build")
+def kb_build(
+    path: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma)."),
+    rebuild: bool = typer.Option(False, help="Drop and rebuild the collection."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Load knowledge/*.yaml into a persistent Chroma collection (offline embeddings)."""
+    _setup(verbose)
+    from medzs.knowledge.kb import KnowledgeBase
+    from medzs.knowledge.loader import load_entries
+
+    entries = load_entries()
+    kb = KnowledgeBase(path)
+    kb.build(entries, rebuild=rebuild)
+    typer.echo(f"{len(entries)} entries, {kb.count()} passages in {kb.path}")
+
+
+@kb_app.command("query")
+def kb_query(
+    text: str = typer.Argument(..., help="Free-text query, e.g. 'wide QRS with notched R in V6'."),
+    k: int = typer.Option(5, "-k", help="Passages to show."),
+    path: Optional[Path] = typer.Option(None, help="Chroma folder."),
+) -> None:
+    """Show the passages nearest to a query, with ids and sources."""
+    _setup(False)
+    from rich.console import Console
+
+    from medzs.knowledge.kb import KnowledgeBase
+    from medzs.knowledge.loader import load_entries
+
+    kb = KnowledgeBase(path)
+    if kb.count() == 0:
+        kb.build(load_entries())
+    console = Console()
+    for p in kb.query(text, k=k):
+        score = f"{p.score:.3f}" if p.score is not None else "-"
+        console.print(f"[bold]{p.id}[/bold]  score={score}  sources={', '.join(p.sources)}")
+        console.print(f"  {p.text}")
+
+
+@kb_app.command("stats")
+def kb_stats() -> None:
+    """Count entries per modality, with codes, criteria, rules and sources."""
+    from medzs.knowledge.loader import kb_stats as _stats
+    from medzs.knowledge.loader import load_entries
+
+    typer.echo(json.dumps(_stats(load_entries()), indent=2, default=str))
+
+
+@prompts_app.command("build")
+def prompts_build(
+    task: str = typer.Option(..., help="Task, e.g. ptbxl-super."),
+    writer: str = typer.Option("grounded", help="grounded | names"),
+    cache: Optional[Path] = typer.Option(None, help="Cache file (default: knowledge/prompts/<task>.<writer>.json)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Retrieve each class's passages and write its prompts into the cache."""
+    _setup(verbose)
+    from medzs.data.tasks import get_task
+    from medzs.pipeline import REPO_ROOT, task_prompts
+
+    t = get_task(task)
+    cache = cache or REPO_ROOT / "knowledge" / "prompts" / f"{task}.{writer}.json"
+    prompts = task_prompts(t, writer, cache)
+    for c in t.classes:
+        typer.echo(f"{c}: {len(prompts[c].prompts)} prompts")
+    typer.echo(f"cache: {cache}")
+
+
+@data_app.command("ptbxl")
+def data_ptbxl(
+    dest: Path = typer.Argument(..., help="Folder to download PTB-XL into (PhysioNet layout)."),
+    ids: Optional[str] = typer.Option(None, help="Comma-separated ecg_ids (default: all 21,799 records)."),
+) -> None:
+    """Download PTB-XL (or a subset) from PhysioNet (Wagner et al., Sci Data 2020; CC-BY-4.0)."""
+    _setup(True)
+    from medzs.data.ptbxl import download
+
+    ecg_ids = [int(i) for i in ids.split(",")] if ids else None
+    download(dest, ecg_ids=ecg_ids)
+    typer.echo(str(dest))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
