@@ -213,8 +213,11 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
         ecg_state = merl_ecg_state_dict(state)
         _strict_load(model.ecg, ecg_state, config.name, path)
         text_state = {k: v for k, v in state.items() if k.startswith(("lm_model.", "proj_t."))}
-        if text_state:
-            _strict_load(model.text, text_state, config.name, path, ignore_prefix=("tokenizer",))
+        if any(k.startswith("lm_model.") for k in text_state):
+            _strict_load(model.text, text_state, config.name, path)
+        else:
+            logger.warning("model %s: checkpoint %s has no text tower; the text projection is untrained",
+                           config.name, path)
         return
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     expected_keys = set(model.shipped_state_dict())
@@ -225,7 +228,7 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def _strict_load(module, state, name, path, ignore_prefix=()) -> None:
+def _strict_load(module, state, name, path) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
