@@ -156,7 +156,15 @@ def cross_validate_ptbxl(configs: dict[str, dict], root=None, label_set: str = "
     ds = PTBXL(root or default_root())
     task = get_task(f"ptbxl-{label_set}")
     labels = ds.labels(label_set)
-    prompts = [task.display_names[c] for c in task.classes]
+    prompt_sets = {"names": [[task.display_names[c]] for c in task.classes]}
+    from medzs.pipeline import REPO_ROOT
+    from medzs.prompts.cache import PromptCache
+
+    cache_file = REPO_ROOT / "knowledge" / "prompts" / f"ptbxl-{label_set}.grounded.json"
+    if cache_file.is_file():
+        by_class = {r["class_code"]: r for r in _cache_classes(PromptCache(cache_file))}
+        if all(c in by_class for c in task.classes):
+            prompt_sets["grounded"] = [[p["text"] for p in by_class[c]["prompts"]] for c in task.classes]
     rows = []
     cache: dict = {}
     for name, kw in configs.items():
@@ -178,19 +186,35 @@ def cross_validate_ptbxl(configs: dict[str, dict], root=None, label_set: str = "
             def ev(model, epoch, x_va=x_va, y=y):
                 import torch
 
-                with torch.no_grad():
-                    c = model.encode_text(prompts).numpy()
-                s = embed_signals(model, x_va) @ c.T
-                aucs = [roc_auc_score(y[:, j], s[:, j]) for j in range(y.shape[1]) if len(set(y[:, j])) == 2]
-                return {"macro_auroc": float(np.mean(aucs))}
+                from medzs.scoring import class_embeddings
+
+                e = embed_signals(model, x_va)
+                res = {}
+                for style, texts in prompt_sets.items():
+                    with torch.no_grad():
+                        c = class_embeddings(lambda t: model.encode_text(list(t)), {str(j): t for j, t in enumerate(texts)})
+                    s = e @ c.T
+                    aucs = [roc_auc_score(y[:, j], s[:, j]) for j in range(y.shape[1]) if len(set(y[:, j])) == 2]
+                    res[f"macro_auroc_{style}"] = float(np.mean(aucs))
+                return res
 
             _, hist = train_contrastive(x_tr, texts, cfg, eval_fn=ev, eval_every=eval_every)
             for h in hist:
-                if "macro_auroc" in h:
-                    rows.append({"variant": name, "train_folds": tr, "heldout_folds": va, "text_mode": text_mode,
-                                 "epoch": h["epoch"], "macro_auroc": h["macro_auroc"]})
-                    logger.info("%s %s epoch %d: %.3f", name, va, h["epoch"], h["macro_auroc"])
+                for style in prompt_sets:
+                    key = f"macro_auroc_{style}"
+                    if key in h:
+                        rows.append({"variant": name, "train_folds": tr, "heldout_folds": va, "text_mode": text_mode,
+                                     "prompts": style, "epoch": h["epoch"], "macro_auroc": h[key]})
+                        logger.info("%s %s %s epoch %d: %.3f", name, style, va, h["epoch"], h[key])
     return rows
+
+
+def _cache_classes(cache) -> list[dict]:
+    out = []
+    for rec in cache.records():
+        cp = rec.get("class_prompts", rec)
+        out.append(cp)
+    return out
 
 
 def _default_recipe():

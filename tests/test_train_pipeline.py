@@ -1,0 +1,79 @@
+"""Training smoke run, the shipped default model and the end-to-end zero-shot pipeline on real PTB-XL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medzs import registry
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = "ecg-resnet18.medzs-ptbxl"
+
+
+def test_training_smoke_writes_a_loadable_checkpoint(tmp_path, ptbxl_root):
+    from medzs.recipes import train_ptbxl_default
+
+    out = tmp_path / "smoke.pt"
+    card = train_ptbxl_default(out=out, root=ptbxl_root, epochs=1, max_records=24, progress=False)
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert card["sha256"] == registry.sha256_file(out)
+    assert card["n_train"] == 24
+    assert np.isfinite(card["history"][0]["loss"])
+    # only folds 1-8 are ever trained on
+    from medzs.data.ptbxl import PTBXL
+
+    folds = PTBXL(ptbxl_root).folds
+    assert set(folds[card["data"]["ecg_ids"]]) <= set(range(1, 9))
+    model = registry.create_model("ecg-resnet18.random", weights=out, sha256=card["sha256"])
+    assert model.encode_text(["sinus rhythm"]).shape == (1, 256)
+
+
+def test_shipped_default_model_card_and_size():
+    cfg = registry.get_config(DEFAULT)
+    weights = Path(cfg.weights)
+    assert weights.is_file(), "the embedded default checkpoint must be committed"
+    assert weights.stat().st_size <= 20 * 1024 * 1024
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["sha256"] == registry.sha256_file(weights)
+    assert card["n_train"] >= 300
+    assert card["data"]["folds"] == "strat_fold 1-8"
+
+
+def test_default_model_never_saw_the_reported_folds(ptbxl_root):
+    from medzs.data.ptbxl import PTBXL
+
+    card = json.loads(Path(registry.get_config(DEFAULT).weights).with_suffix(".json").read_text())
+    reported = set(PTBXL(ptbxl_root).split("test9-10"))
+    assert reported and not reported & set(card["data"]["ecg_ids"])
+
+
+@pytest.mark.slow
+def test_zeroshot_ptbxl_super_end_to_end(tmp_path, medzs_home, ptbxl_root):
+    """README command 1's job, in-process: AUROC per condition on folds 9-10 with the shipped model."""
+    from medzs.pipeline import load_pipeline, run_zeroshot
+
+    cfg = load_pipeline(REPO / "pipelines" / "ptbxl-super.yaml")
+    cfg.dataset["root"] = str(ptbxl_root)
+    res = run_zeroshot(cfg, out_dir=tmp_path / "run", progress=False)
+    table, macro = res["table"], res["macro"]
+    assert list(table["condition"]) == ["HYP", "NORM", "MI", "CD", "STTC"]  # MERL column order
+    assert res["n_records"] == 134  # folds 9-10 with a superclass label (v1.0.3 ids)
+    assert (table["n_pos"] > 0).all() and int(table["n_pos"].sum()) >= 134
+    assert macro["auroc"] >= 0.70
+    assert macro["ci_low"] < macro["auroc"] < macro["ci_high"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["provenance"]["model"]["sha256"] == registry.sha256_file(registry.get_config(DEFAULT).weights)
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "data:image/png;base64" in html and "PTB-XL" in html
+
+
+def test_cli_lists_models():
+    out = subprocess.run([sys.executable, "-m", "medzs.cli", "models"], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    assert DEFAULT in out.stdout and "1000 @ 100 Hz" in out.stdout
