@@ -86,7 +86,7 @@ def models() -> None:
 def train_ecg(
     out: Path = typer.Option(Path("medzs/weights/ecg-resnet18.medzs-ptbxl.pt"), help="Checkpoint to write."),
     root: Optional[Path] = typer.Option(None, help="PTB-XL root (default: $MEDZS_PTBXL_ROOT or the shared mirror)."),
-    epochs: int = typer.Option(40, help="Training epochs."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the recipe's, see docs/model-card.md)."),
     seed: int = typer.Option(0, help="Seed."),
     max_records: Optional[int] = typer.Option(None, help="Use only the first N training records (smoke runs)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -166,6 +166,51 @@ def prompts_build(
     for c in t.classes:
         typer.echo(f"{c}: {len(prompts[c].prompts)} prompts")
     typer.echo(f"cache: {cache}")
+
+
+@app.command()
+def score(
+    inputs: list[str] = typer.Argument(..., help="Folders (recursive), files, glob patterns (quoted) or manifest "
+                                                 "CSVs (column `path`, optional `record_id`)."),
+    model: str = typer.Option(..., help="Registry name (see `medzs models`)."),
+    task: str = typer.Option(..., help="Task, e.g. ptbxl-super: one score column per class."),
+    out: Path = typer.Option(..., help="Output Parquet file (shards go to OUT.shards/ until the merge)."),
+    engine: str = typer.Option("local", help="local | ray"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or local)."),
+    ray_actors: Optional[int] = typer.Option(None, help="Ray scoring actors (default: one per CPU)."),
+    hash_ids: bool = typer.Option(False, "--hash-ids", help="Write a salted SHA-256 (HMAC) of each source id."),
+    salt_env: str = typer.Option("MEDZS_ID_SALT", help="Environment variable holding the salt for --hash-ids."),
+    batch_size: int = typer.Option(32, help="Records per encoder batch."),
+    shard_size: int = typer.Option(1024, help="Records per Parquet shard (unit of resumption)."),
+    weights: Optional[Path] = typer.Option(None, help="Checkpoint path overriding the model's weights."),
+    prompts_writer: str = typer.Option("grounded", help="grounded | names"),
+    prompts_cache: Optional[Path] = typer.Option(
+        None, help="Prompt cache file (default: knowledge/prompts/<task>.<writer>.json)."),
+    softmax: bool = typer.Option(False, "--softmax", help="Per-record class probabilities instead of cosines."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard OUT.shards/ of a different run."),
+    keep_shards: bool = typer.Option(False, "--keep-shards", help="Keep OUT.shards/ after the merge."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score ECG files of any supported format into a Parquet file; resumable (docs/batch.md)."""
+    import os
+
+    _setup(verbose)
+    from medzs.batch import score_files
+    from medzs.pipeline import REPO_ROOT
+
+    salt = None
+    if hash_ids:
+        salt = os.environ.get(salt_env, "")
+        if not salt:
+            raise typer.BadParameter(f"--hash-ids: environment variable {salt_env} is not set or empty",
+                                     param_hint="--salt-env")
+    cache = prompts_cache or REPO_ROOT / "knowledge" / "prompts" / f"{task}.{prompts_writer}.json"
+    res = score_files(inputs, out, model=model, task=task, weights=weights, engine=engine,
+                      batch_size=batch_size, shard_size=shard_size, hash_ids=hash_ids, salt=salt,
+                      prompts_writer=prompts_writer, prompts_cache=cache, softmax=softmax, overwrite=overwrite,
+                      keep_shards=keep_shards, progress=progress, ray_address=ray_address, ray_actors=ray_actors)
+    typer.echo(json.dumps(res.to_dict(), indent=2))
 
 
 @data_app.command("ptbxl")
