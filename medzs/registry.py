@@ -271,3 +271,31 @@ def create_model(name: str, weights: str | Path | None = None, device: str = "cp
         raise SpecError(f"model {name}: give the MERL checkpoint path with weights=")
     model.config = config
     return model.to(device).eval()
+
+
+# -- scorers that need no embedding model ----------------------------------------------------------------------
+#: Registered scorers (not ``ZeroShotModel``s): name -> ``(module:class, description)``. They score records for a
+#: task directly, ``score(samples, task) -> (N, C)``; see :mod:`medzs.criteria`.
+SCORERS: dict[str, tuple[str, str]] = {
+    "ecg-criteria.kb": ("medzs.criteria:CriteriaScorer",
+                        "No weights: ECG measurements checked against the knowledge base's structured criteria"),
+}
+
+
+def list_scorers() -> list[str]:
+    """Registered scorer names, sorted."""
+    return sorted(SCORERS)
+
+
+def create_scorer(name: str, **kwargs: Any):
+    """Build a registered scorer, e.g. ``create_scorer("ecg-criteria.kb")`` (kwargs go to its constructor).
+
+    Raises:
+        KeyError: unknown name (the message lists the registered scorers).
+    """
+    if name not in SCORERS:
+        raise KeyError(f"unknown scorer {name!r}; registered: {', '.join(list_scorers())}")
+    import importlib
+
+    module, cls = SCORERS[name][0].split(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
