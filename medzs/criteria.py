@@ -264,7 +264,7 @@ class CriteriaResult:
         p.parent.mkdir(parents=True, exist_ok=True)
         doc = {"scorer": SCORER_NAME, "classes": self.classes, "not_scorable": self.not_scorable,
                "provenance": dict(provenance or {}), "records": self.explanations}
-        p.write_text(json.dumps(_jsonable(doc), indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+        p.write_text(json.dumps(_jsonable(doc), separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n")
         return p
 
 

@@ -158,6 +158,10 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     ids = cfg.dataset.get("ecg_ids") or ds.split(cfg.dataset.get("split", "test9-10"))
     labels = labels.loc[[i for i in ids if i in labels.index], list(task.classes)]
     ids = list(labels.index)
+    if cfg.model["name"] in registry.SCORERS:  # no embedding model: measurements + KB criteria (medzs.criteria)
+        from medzs.criteria import run_criteria_pipeline
+
+        return run_criteria_pipeline(cfg, task, ds, root, labels, ids, out_dir, progress, t0)
     model = registry.create_model(cfg.model["name"], weights=cfg.model.get("weights"))
     spec = model.config.input_spec
     x = load_ptbxl_signals(ds, ids, spec, progress=progress)
@@ -166,6 +170,11 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     with torch.no_grad():
         cls_emb = class_embeddings(lambda t: model.encode_text(list(t)), [prompts[c] for c in task.classes])
     scores = similarity(emb, cls_emb, softmax=bool(cfg.scoring.get("softmax", False)))
+    crit = None
+    if cfg.model.get("hybrid"):  # label-free fusion with a registered scorer: per-class rank average
+        from medzs.criteria import hybrid_scores
+
+        scores, crit = hybrid_scores(scores, ds, ids, task, cfg.model["hybrid"], progress=progress)
     y = labels[list(task.classes)].to_numpy(dtype=float)
     n_boot, seed = int(cfg.metrics.get("n_boot", 1000)), int(cfg.metrics.get("seed", 0))
     table, macro = evaluate(y, scores, list(task.classes), n_boot=n_boot, seed=seed)
@@ -187,6 +196,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
                     "passage_ids": {c: sorted({i for p in prompts[c].prompts for i in p.passage_ids})
                                     for c in task.classes}},
         "scoring": cfg.scoring,
+        "hybrid": None if crit is None else {**crit.provenance, "fusion": "per-class rank average, weight 0.5",
+                                             "not_scorable": crit.not_scorable},
         "metrics": {"n_boot": n_boot, "seed": seed},
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "medzs_version": __version__,
@@ -196,6 +207,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     out = Path(out_dir or cfg.output)
     files = write_report(out, record_ids=[str(i) for i in ids], classes=list(task.classes), scores=scores,
                          y_true=y, table=table, macro=macro, provenance=provenance)
+    if crit is not None:
+        files["criteria_explanations"] = crit.write_explanations(out, {"task": task.name, "pipeline": cfg.name})
     return {"table": table, "macro": macro, "files": files, "n_records": len(ids)}
 
 
