@@ -87,6 +87,8 @@ P_CORR = 0.6
 #: ... in the lead of :data:`P_PRESENCE_LEADS` with the largest median P wave, if that is at least this large
 #: (peak-to-peak over the P wave +-20 ms), mV; smaller: no reproducible P wave (fraction 0).
 P_MIN_PTP_MV = 0.03
+#: Smallest deflection counted as a Q, R or S wave, mV.
+WAVE_MIN_MV = 0.03
 #: Candidate leads for P-wave presence (P waves are largest in II, or in V1).
 P_PRESENCE_LEADS = ("II", "V1")
 
@@ -704,52 +706,62 @@ def _rhythm(res: _Result, rr: np.ndarray) -> None:
             res.set(m, float("nan"), f"fewer than 4 beats detected ({n_rr + 1 if n_rr else 'under 2'})")
 
 
+def _neg_lobe_ms(seg: np.ndarray, nadir: int, stop: int, fs: float) -> float:
+    """Length of the negative deflection around ``nadir`` (bounded by the QRS window and ``stop``), ms."""
+    a = nadir
+    while a > 0 and seg[a - 1] < 0:
+        a -= 1
+    b = nadir
+    while b < stop and seg[b] < 0:
+        b += 1
+    return _ms(b - a, fs)
+
+
 def _qrs_per_lead(res: _Result, medb: np.ndarray, usable: list[int], on: int, off: int, fs: float) -> None:
-    small = 0.03  # mV: deflections below this are not counted as a wave
+    """Per-lead Q/R/S on the baseline-corrected median beat between the global QRS onset and offset.
+
+    Waves are the interior peaks (R) and troughs (Q, S) of at least WAVE_MIN_MV: a rise that only ends at the QRS
+    offset is the J point / ST segment, not an R wave. R = the highest peak (its time from QRS onset = R-peak time);
+    S = the deepest trough after R; Q = the deepest trough before R when the QRS starts with a negative deflection;
+    no peak = a QS complex, whose depth counts as both Q and S.
+    """
+    from scipy.signal import find_peaks
+
+    small = WAVE_MIN_MV
     for i, lead in enumerate(_LEADS):
         if i not in usable:
             continue
         seg = medb[i, on:off + 1]
-        if seg.size < 2 or not np.all(np.isfinite(seg)):
+        if seg.size < 3 or not np.all(np.isfinite(seg)):
             for name in ("r_amplitude", "s_amplitude", "q_amplitude", "q_duration", "r_peak_time", "qrs_amplitude"):
                 res.set_lead(name, lead, float("nan"), "median beat incomplete in the QRS")
             continue
-        r_idx = int(np.argmax(seg))
-        r_amp = max(float(seg[r_idx]), 0.0)
         res.set_lead("qrs_amplitude", lead, float(seg.max() - seg.min()))
-        if r_amp >= small:
-            res.set_lead("r_amplitude", lead, r_amp)
+        peaks, _ = find_peaks(seg, height=small)
+        troughs, _ = find_peaks(-seg, height=small)
+        if peaks.size:
+            r_idx = int(peaks[np.argmax(seg[peaks])])
+            res.set_lead("r_amplitude", lead, float(seg[r_idx]))
             res.set_lead("r_peak_time", lead, _ms(r_idx, fs))
-            res.set_lead("s_amplitude", lead, max(0.0, -float(seg[r_idx:].min())))
+            after = troughs[troughs > r_idx]
+            res.set_lead("s_amplitude", lead, float(-seg[after].min()) if after.size else 0.0)
+            before = troughs[troughs < r_idx]
             first = np.flatnonzero(np.abs(seg) >= small)
-            pre_r = seg[:r_idx]
-            if first.size and seg[first[0]] < 0 and pre_r.size:
-                nadir = int(np.argmin(pre_r))
-                res.set_lead("q_amplitude", lead, max(0.0, -float(pre_r[nadir])))
-                a = nadir
-                while a > 0 and seg[a - 1] < 0:
-                    a -= 1
-                b = nadir
-                while b < r_idx and seg[b] < 0:
-                    b += 1
-                res.set_lead("q_duration", lead, _ms(b - a, fs))
+            if before.size and first.size and seg[first[0]] < 0:
+                nadir = int(before[np.argmin(seg[before])])
+                res.set_lead("q_amplitude", lead, float(-seg[nadir]))
+                res.set_lead("q_duration", lead, _neg_lobe_ms(seg, nadir, r_idx, fs))
             else:
                 res.set_lead("q_amplitude", lead, 0.0)
                 res.set_lead("q_duration", lead, 0.0)
-        else:  # QS complex: the whole negative deflection is both Q and S
-            nadir = int(np.argmin(seg))
+        else:  # QS complex (or no wave above WAVE_MIN_MV): the negative deflection is both Q and S
+            nadir = int(troughs[np.argmin(seg[troughs])]) if troughs.size else int(np.argmin(seg))
             depth = max(0.0, -float(seg[nadir]))
-            res.set_lead("r_amplitude", lead, r_amp)
+            res.set_lead("r_amplitude", lead, 0.0)
             res.set_lead("r_peak_time", lead, float("nan"), "no R wave (QS complex)")
             res.set_lead("s_amplitude", lead, depth)
             res.set_lead("q_amplitude", lead, depth)
-            a = nadir
-            while a > 0 and seg[a - 1] < 0:
-                a -= 1
-            b = nadir
-            while b < seg.size and seg[b] < 0:
-                b += 1
-            res.set_lead("q_duration", lead, _ms(b - a, fs))
+            res.set_lead("q_duration", lead, _neg_lobe_ms(seg, nadir, seg.size, fs) if depth >= small else 0.0)
 
 
 def _voltages(res: _Result) -> None:
