@@ -1,0 +1,973 @@
+"""Batch scoring of ECG files: discovery, streaming, resumable atomic Parquet shards, local engine.
+
+:func:`score_files` scores every ECG found in folders, globs or manifest CSVs against the classes of a task and
+writes one Parquet row per record (docs/batch.md)::
+
+    from medzs.batch import score_files
+    result = score_files(["exports/"], "scores.parquet", model="ecg-resnet18.medzs-ptbxl", task="ptbxl-super")
+
+How it works:
+
+1. **Discovery** (:func:`discover_records`) expands the inputs to a deterministic list of
+   :class:`Record` objects (folders walked recursively and sorted; WFDB/CinC records counted once by their
+   ``.hea``; manifest rows kept in file order). The list is fingerprinted (:func:`records_fingerprint`).
+2. **Plan**: records ``[start, end)`` form shard ``part-<start>-<end>.parquet`` (9-digit, zero-padded) in
+   ``<out>.shards/``. ``_run.json`` there holds the run key: a hash of the record list, model, weights, task,
+   classes, prompts, shard size and id hashing. A restart with a different key stops with an error (unless
+   ``overwrite=True``) instead of mixing two runs.
+3. **Scoring**: an engine (local: :func:`local_engine`; Ray: :func:`medzs.batch_ray.ray_engine`) reads,
+   preprocesses and embeds the records of the missing shards in batches of ``batch_size`` with
+   :class:`BatchScorer`; only one batch of signals and one shard of scores are held in memory. Any exception
+   while reading or preprocessing a record becomes an error row (``status="error"``, ``error_class``,
+   ``error_message``), never a crash.
+4. **Atomic writes**: a shard is written to a hidden temporary file, fsynced, then :func:`os.replace`\\ d to its
+   final name, so a shard file either exists complete or not at all, whenever the process is killed
+   (``kill -9`` included). A restart skips the complete shards. The final file ``out`` is merged from the
+   shards the same way (temporary file + :func:`os.replace`), one shard at a time.
+
+Identifiers: ``record_id`` is the source identifier (path relative to its input root, or the manifest's
+``record_id``), or, with ``hash_ids=True``, ``HMAC-SHA256(salt, source identifier)`` in hex; error messages
+then have the path and file name replaced by that hash. Log messages emitted while a record is being read
+(by medzs or any library) have the record's path, file name and id replaced by ``record #<index>``; medzs logs
+only counts and error classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medzs.errors import SpecError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BatchResult",
+    "BatchScorer",
+    "Record",
+    "discover_records",
+    "hash_id",
+    "identifier_pattern",
+    "local_engine",
+    "records_fingerprint",
+    "redact_logs",
+    "score_files",
+    "shard_name",
+]
+
+#: Extensions a folder walk picks up (case-insensitive); files without an extension are taken when they carry
+#: the DICOM preamble. Name other files explicitly, with a glob or in a manifest.
+FOLDER_EXTENSIONS: tuple[str, ...] = (".hea", ".mat", ".xml", ".dcm", ".dicom")
+#: Files sharing a ``.hea``'s stem in the same folder are its companions (``.dat``, ``.mat``, ``.atr``, ...) and
+#: are not records of their own, except these.
+_NOT_COMPANIONS: tuple[str, ...] = (".hea", ".xml", ".dcm", ".dicom")
+ENGINES: tuple[str, ...] = ("local", "ray")
+BATCH_FORMAT = "medzs-batch-scores"
+BATCH_FORMAT_VERSION = 1
+METADATA_KEY = b"medzs.batch"
+RUN_FILE = "_run.json"
+LOCK_FILE = ".lock"
+_SHARD_RE = re.compile(r"^part-(\d{9})-(\d{9})\.parquet$")
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+
+#: Output columns before the per-class score columns ``score_<class code>``; ``model`` and ``task`` follow them.
+BASE_COLUMNS: tuple[str, ...] = ("record_id", "record_index", "source_format", "status", "error_class",
+                                 "error_message")
+
+
+# ---------------------------------------------------------------------------------------------- discovery
+@dataclass(frozen=True)
+class Record:
+    """One input record.
+
+    Attributes:
+        index: Position in the run's deterministic ordering (0-based).
+        path: Absolute path of the file to read (a WFDB/CinC record's ``.hea``).
+        source_id: Source identifier: path relative to its input root (POSIX separators), or the manifest's
+            ``record_id``/``path`` value.
+    """
+
+    index: int
+    path: str
+    source_id: str
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _folder_candidate(path: Path) -> bool:
+    if path.name.startswith("."):
+        return False
+    suffix = path.suffix.lower()
+    if suffix in FOLDER_EXTENSIONS:
+        return True
+    return suffix == "" and _has_dicom_preamble(path)
+
+
+def _drop_companions(paths: Sequence[Path]) -> list[Path]:
+    headers = {(p.parent, p.stem) for p in paths if p.suffix.lower() == ".hea"}
+    return [p for p in paths if p.suffix.lower() in _NOT_COMPANIONS or (p.parent, p.stem) not in headers]
+
+
+def _walk(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in filenames if _folder_candidate(Path(dirpath) / f))
+    return found
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    static: list[str] = []
+    for part in parts:
+        if _GLOB_MAGIC.search(part):
+            break
+        static.append(part)
+    return Path(*static) if static else Path(".")
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _read_manifest(path: Path) -> list[tuple[str, str]]:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises ParserError, UnicodeDecodeError, EmptyDataError, ...
+        raise SpecError(f"manifest {path}: not readable as CSV ({type(exc).__name__}); expected a CSV with a "
+                        "'path' column and an optional 'record_id' column") from exc
+    if "path" not in df.columns:
+        raise SpecError(f"manifest {path}: column 'path' missing (columns: {list(df.columns)}); expected 'path' "
+                        "and optionally 'record_id'")
+    base = path.parent
+    has_id = "record_id" in df.columns
+    rows: list[tuple[str, str]] = []
+    for i, value in enumerate(df["path"].tolist()):
+        value = value.strip()
+        if not value:
+            raise SpecError(f"manifest {path}: row {i + 2}: field 'path' is empty (expected a file path)")
+        full = Path(value) if Path(value).is_absolute() else base / value
+        rid = df["record_id"].iat[i].strip() if has_id else ""
+        rows.append((os.path.abspath(full), rid or value))
+    return rows
+
+
+def discover_records(inputs: Sequence[str | os.PathLike[str]]) -> list[Record]:
+    """Expand inputs to a deterministic list of records.
+
+    Each input is, in this order of checks:
+
+    - a ``.csv`` file: a manifest with a ``path`` column (relative paths are relative to the manifest's folder)
+      and an optional ``record_id`` column (default: the ``path`` value). Rows are kept in file order and never
+      de-duplicated (a repeated row is scored again);
+    - a folder: walked recursively; files with the extensions :data:`FOLDER_EXTENSIONS` (and extension-less
+      files with a DICOM preamble) are taken, sorted by relative path; ``source_id`` is the path relative to the
+      folder;
+    - a file: taken as is (``source_id`` = its name);
+    - otherwise a glob pattern (``**`` recursive), every matching file, sorted; ``source_id`` is the path
+      relative to the pattern's leading non-wildcard folders.
+
+    For folders and globs, a record with a ``.hea`` header is taken once by its header: files with the same
+    stem in the same folder (``.dat``, ``.mat``, annotations) are dropped. A file reached by several folder, file
+    or glob inputs is taken once (first occurrence). The format is not checked here; files that are not ECGs
+    become error rows when scored.
+
+    Args:
+        inputs: Folders, files, glob patterns and manifest CSVs, in the order wanted.
+
+    Returns:
+        Records with ``index`` 0..N-1 in that order.
+
+    Raises:
+        SpecError: a glob that matches nothing, a path that does not exist, or a malformed manifest.
+    """
+    import glob as _glob
+
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(paths: Sequence[Path], root: Path) -> None:
+        for p in sorted(_drop_companions(paths), key=lambda q: _rel(q, root)):
+            real = os.path.realpath(p)
+            if real in seen:
+                continue
+            seen.add(real)
+            out.append((os.path.abspath(p), _rel(p, root)))
+
+    for item in inputs:
+        s = os.fspath(item)
+        p = Path(s)
+        if p.is_file() and p.suffix.lower() == ".csv":
+            out.extend(_read_manifest(p))
+        elif p.is_dir():
+            add(_walk(p), p)
+        elif p.is_file():
+            add([p], p.parent)
+        elif _GLOB_MAGIC.search(s):
+            matches = [Path(m) for m in _glob.glob(s, recursive=True) if Path(m).is_file()]
+            if not matches:
+                raise SpecError(f"input {s!r}: glob pattern matches no file")
+            add(matches, _glob_root(s))
+        else:
+            raise SpecError(f"input {s!r}: no such file or folder (expected a folder, a file, a glob pattern or a "
+                            "manifest .csv)")
+    return [Record(i, path, sid) for i, (path, sid) in enumerate(out)]
+
+
+def records_fingerprint(records: Sequence[Record]) -> str:
+    """SHA-256 (hex) of the ordered record list (paths and source ids); identifies the input set of a run."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.index}\0{r.path}\0{r.source_id}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- identifiers
+def hash_id(source_id: str, salt: str) -> str:
+    """Salted SHA-256 of a source identifier: ``HMAC-SHA256(key=salt, msg=source_id)`` as 64 hex digits.
+
+    Raises:
+        SpecError: empty salt.
+    """
+    if not salt:
+        raise SpecError("hash_ids: the salt is empty (expected a secret string, e.g. from --salt-env)")
+    return hmac.new(salt.encode("utf-8"), source_id.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+def identifier_pattern(record: Record) -> re.Pattern[str]:
+    """Regex matching the ways a record can be named in a message.
+
+    It matches the absolute and real path, the source id, the file name and the stem (each with or without
+    extensions), so that ``/data/site/00042_hr.dat`` and ``00042_hr`` are both caught.
+    """
+    forms: set[str] = set()
+    for s in (record.path, os.path.realpath(record.path), record.source_id):
+        if not s:
+            continue
+        forms.add(s)
+        forms.add(os.path.splitext(s)[0])
+        base = os.path.basename(s.rstrip("/"))
+        forms.add(base)
+        forms.add(base.split(".", 1)[0])
+    ordered = sorted((f for f in forms if f), key=len, reverse=True)
+    alternation = "|".join(re.escape(f) for f in ordered)
+    return re.compile(rf"(?<![\w])(?:{alternation})(?:\.[A-Za-z0-9]+)*(?![\w])")
+
+
+_redact_state = threading.local()
+_factory_lock = threading.Lock()
+_factory_users = 0
+_previous_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _previous_factory is not None
+    rec = _previous_factory(*args, **kwargs)
+    state = getattr(_redact_state, "current", None)
+    if state is not None:
+        pattern, replacement = state
+        try:
+            msg = rec.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call must not break scoring
+            msg = str(rec.msg)
+        rec.msg = pattern.sub(replacement, msg)
+        rec.args = ()
+        if rec.exc_info:
+            rec.msg += f" [{getattr(rec.exc_info[0], '__name__', 'exception')}]"
+            rec.exc_info = None
+            rec.exc_text = None
+        rec.stack_info = None
+    return rec
+
+
+@contextlib.contextmanager
+def redact_logs() -> Iterator[None]:
+    """Install (reference-counted) a log-record factory that redacts the record being read.
+
+    While active, log records created in a thread inside :func:`_reading` have the current record's
+    identifiers replaced (message formatted first, traceback dropped). Other threads are not affected.
+    """
+    global _factory_users, _previous_factory
+    with _factory_lock:
+        if _factory_users == 0:
+            _previous_factory = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(_redacting_factory)
+        _factory_users += 1
+    try:
+        yield
+    finally:
+        with _factory_lock:
+            _factory_users -= 1
+            if _factory_users == 0:
+                if logging.getLogRecordFactory() is _redacting_factory and _previous_factory is not None:
+                    logging.setLogRecordFactory(_previous_factory)
+                _previous_factory = None
+
+
+@contextlib.contextmanager
+def _reading(record: Record) -> Iterator[list[warnings.WarningMessage]]:
+    previous = getattr(_redact_state, "current", None)
+    _redact_state.current = (identifier_pattern(record), f"record #{record.index}")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        _redact_state.current = previous
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+class BatchScorer:
+    """Reads, preprocesses and scores records with one loaded model; engine-independent.
+
+    Args:
+        model: A :func:`medzs.registry.create_model` model (``encode_signal``, ``config.input_spec``).
+        class_emb: ``(C, D)`` class embeddings (:func:`medzs.scoring.class_embeddings`), computed once per run.
+        softmax: Scores as per-record class probabilities instead of cosines.
+    """
+
+    def __init__(self, model: Any, class_emb: Any, softmax: bool = False) -> None:
+        self.model = model
+        self.spec = model.config.input_spec
+        self.class_emb = np.asarray(class_emb, dtype=np.float64)
+        self.softmax = bool(softmax)
+
+    @classmethod
+    def load(cls, model_name: str, class_emb: Any, weights: str | None = None, softmax: bool = False,
+             torch_threads: int | None = None) -> BatchScorer:
+        """Build the model (CPU, eval mode) and a scorer around it (used once per Ray actor)."""
+        import torch
+
+        from medzs import registry
+
+        if torch_threads:
+            torch.set_num_threads(int(torch_threads))
+        return cls(registry.create_model(model_name, weights=weights), class_emb, softmax=softmax)
+
+    def _read(self, record: Record) -> tuple[str | None, np.ndarray | None, BaseException | None]:
+        from medzs.io.detect import detect_format, read_ecg
+        from medzs.transforms.ecg import preprocess
+
+        fmt: str | None = None
+        with _reading(record) as caught:
+            try:
+                fmt = detect_format(record.path)
+                x = preprocess(read_ecg(record.path, format=fmt), self.spec)
+                result: tuple[str | None, np.ndarray | None, BaseException | None] = (fmt, x, None)
+            except Exception as exc:  # noqa: BLE001 - every failure of one record becomes an error row
+                result = (fmt, None, exc)
+        if caught:
+            logger.debug("record #%d: %d warning(s) while reading (%s)", record.index, len(caught),
+                         ", ".join(sorted({w.category.__name__ for w in caught})))
+        return result
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        from medzs.scoring import similarity
+
+        with torch.inference_mode():
+            emb = self.model.encode_signal(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        return similarity(emb, self.class_emb, softmax=self.softmax).astype(np.float32)
+
+    def score(self, records: Sequence[Record]) -> list[dict[str, Any]]:
+        """Score a batch of records; never raises for a bad record.
+
+        Returns:
+            One raw row per record, in order: ``record_index``, ``source_format`` (None when undetected),
+            ``status`` (``"ok"``/``"error"``), ``error_class``, ``error_message`` (unredacted; see
+            :class:`_RowFormatter`) and ``scores`` (``(C,)`` float32, NaN for errors).
+        """
+        n_classes = self.class_emb.shape[0]
+        rows: list[dict[str, Any]] = []
+        ok: list[int] = []
+        arrays: list[np.ndarray] = []
+        with redact_logs():
+            for rec in records:
+                fmt, x, exc = self._read(rec)
+                row = {"record_index": rec.index, "source_format": fmt, "status": "ok", "error_class": None,
+                       "error_message": None, "scores": np.full(n_classes, np.nan, dtype=np.float32)}
+                if exc is not None:
+                    row.update(status="error", error_class=type(exc).__name__, error_message=str(exc) or None)
+                else:
+                    ok.append(len(rows))
+                    arrays.append(x)
+                rows.append(row)
+            if arrays:
+                try:
+                    scores = self._scores(np.stack(arrays))
+                except Exception:  # noqa: BLE001 - isolate the record that breaks the batch
+                    scores = None
+                for j, i in enumerate(ok):
+                    if scores is not None:
+                        rows[i]["scores"] = scores[j]
+                        continue
+                    try:
+                        rows[i]["scores"] = self._scores(arrays[j][None])[0]
+                    except Exception as exc:  # noqa: BLE001
+                        rows[i].update(status="error", error_class=type(exc).__name__,
+                                       error_message=str(exc) or None)
+        n_err = sum(r["status"] == "error" for r in rows)
+        if n_err:
+            classes = Counter(r["error_class"] for r in rows if r["status"] == "error")
+            logger.info("batch: %d of %d records failed (%s)", n_err, len(rows),
+                        ", ".join(f"{k}={v}" for k, v in sorted(classes.items())))
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------- rows -> Parquet
+def score_column(class_code: str) -> str:
+    """Name of the score column of a class: ``score_<class code>``."""
+    return f"score_{class_code}"
+
+
+def output_schema(classes: Sequence[str], metadata: Mapping[str, Any] | None = None) -> Any:
+    """The ``pyarrow.Schema`` of a scores file (see :data:`BASE_COLUMNS`)."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("record_index", pa.int64(), nullable=False),
+        pa.field("source_format", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_class", pa.string()),
+        pa.field("error_message", pa.string()),
+        *[pa.field(score_column(c), pa.float32()) for c in classes],
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+    ]
+    meta = {METADATA_KEY: json.dumps(dict(metadata), sort_keys=True).encode()} if metadata else None
+    return pa.schema(fields, metadata=meta)
+
+
+@dataclass
+class _RowFormatter:
+    """Turns raw rows into the output table: ids (hashed or not), redacted messages, fixed schema."""
+
+    records: Sequence[Record]
+    classes: Sequence[str]
+    model: str
+    task: str
+    salt: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def table(self, rows: Sequence[Mapping[str, Any]]) -> Any:
+        import pyarrow as pa
+
+        ids, messages = [], []
+        for row in rows:
+            rec = self.records[int(row["record_index"])]
+            msg = row["error_message"]
+            if self.salt is not None:
+                rid = hash_id(rec.source_id, self.salt)
+                if msg is not None:
+                    msg = identifier_pattern(rec).sub(rid, msg)
+            else:
+                rid = rec.source_id
+            ids.append(rid)
+            messages.append(msg)
+        n = len(rows)
+        scores = np.stack([np.asarray(r["scores"], dtype=np.float32) for r in rows]) if n else \
+            np.zeros((0, len(self.classes)), np.float32)
+        schema = output_schema(self.classes, self.metadata)
+        columns = [
+            pa.array(ids, pa.string()),
+            pa.array([int(r["record_index"]) for r in rows], pa.int64()),
+            pa.array([r["source_format"] for r in rows], pa.string()),
+            pa.array([r["status"] for r in rows], pa.string()),
+            pa.array([r["error_class"] for r in rows], pa.string()),
+            pa.array(messages, pa.string()),
+            *[pa.array(scores[:, j], pa.float32()) for j in range(len(self.classes))],
+            pa.array([self.model] * n, pa.string()),
+            pa.array([self.task] * n, pa.string()),
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
+
+
+def shard_name(start: int, end: int) -> str:
+    """File name of the shard holding records ``[start, end)``."""
+    return f"part-{start:09d}-{end:09d}.parquet"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_table(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _shard_ok(path: Path, start: int, end: int, run_key: str) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_metadata(path)
+        meta = json.loads((md.schema.to_arrow_schema().metadata or {}).get(METADATA_KEY, b"{}"))
+    except Exception:  # noqa: BLE001 - any unreadable file is redone
+        return False
+    return md.num_rows == end - start and meta.get("run_key") == run_key
+
+
+def _file_run_key(path: Path) -> tuple[str | None, int]:
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_metadata(path)
+        meta = json.loads((md.schema.to_arrow_schema().metadata or {}).get(METADATA_KEY, b"{}"))
+    except Exception:  # noqa: BLE001
+        return None, -1
+    return meta.get("run_key"), md.num_rows
+
+
+# ---------------------------------------------------------------------------------------------- engines
+@dataclass
+class Job:
+    """What an engine needs to score the missing shards of a run.
+
+    Attributes:
+        records: All records of the run.
+        pending: Shard ranges ``(start, end)`` still to score, ascending.
+        model_name: Registry name. weights: Checkpoint override (None: the config's).
+        class_emb: ``(C, D)`` class embeddings. softmax: Softmax scores.
+        batch_size: Records per encoder batch.
+        model: The loaded model when the driver has one (the local engine reuses it).
+        torch_threads: Torch intra-op threads of the local engine (None: torch's default).
+        progress: Called with the number of records just finished.
+        options: Engine options (Ray: ``address``, ``num_actors``, ``cpus_per_actor``, ``num_cpus``,
+            ``object_store_memory``).
+    """
+
+    records: Sequence[Record]
+    pending: Sequence[tuple[int, int]]
+    model_name: str
+    weights: str | None
+    class_emb: np.ndarray
+    softmax: bool
+    batch_size: int
+    model: Any = None
+    torch_threads: int | None = None
+    progress: Callable[[int], None] = lambda n: None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def local_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """Score the pending shards in this process, one batch at a time.
+
+    Yields:
+        ``(start, end, raw rows)`` per shard, in order.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if job.torch_threads:
+        torch.set_num_threads(int(job.torch_threads))
+    try:
+        scorer = (BatchScorer(job.model, job.class_emb, job.softmax) if job.model is not None
+                  else BatchScorer.load(job.model_name, job.class_emb, job.weights, job.softmax))
+        for start, end in job.pending:
+            rows: list[dict[str, Any]] = []
+            for b in range(start, end, job.batch_size):
+                batch = job.records[b:min(b + job.batch_size, end)]
+                rows.extend(scorer.score(batch))
+                job.progress(len(batch))
+            yield start, end, rows
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _engine(name: str) -> Callable[[Job], Iterator[tuple[int, int, list[dict[str, Any]]]]]:
+    if name == "local":
+        return local_engine
+    if name == "ray":
+        try:
+            import ray.data  # noqa: F401
+        except ImportError as exc:
+            raise SpecError("engine 'ray' needs Ray Data: pip install 'medzs[ray]'") from exc
+        from medzs.batch_ray import ray_engine
+
+        return ray_engine
+    raise SpecError(f"engine: expected one of {ENGINES}, got {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------- driver
+@dataclass
+class BatchResult:
+    """Summary of a :func:`score_files` run (counts only, no identifiers).
+
+    Attributes:
+        out: The merged Parquet file.
+        n_records: Rows written (= records discovered).
+        n_ok: Rows with ``status == "ok"``. n_error: Error rows.
+        error_classes: Error class -> count.
+        n_shards: Shards in the plan. n_shards_resumed: Shards found complete at start (not recomputed).
+        already_complete: ``out`` was already complete for this run; nothing was recomputed.
+        engine: Engine used. seconds: Wall time. run_key: The run key.
+    """
+
+    out: Path
+    n_records: int
+    n_ok: int
+    n_error: int
+    error_classes: dict[str, int]
+    n_shards: int
+    n_shards_resumed: int
+    already_complete: bool
+    engine: str
+    seconds: float
+    run_key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        return d
+
+
+def _count_statuses(path: Path) -> tuple[int, Counter[str]]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    n_ok, errors = 0, Counter()
+    for rb in pf.iter_batches(columns=["status", "error_class"]):
+        d = rb.to_pydict()
+        for status, cls in zip(d["status"], d["error_class"], strict=True):
+            if status == "ok":
+                n_ok += 1
+            else:
+                errors[cls or "?"] += 1
+    return n_ok, errors
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpecError(f"{folder}: another `medzs score` run is writing these shards (lock held); wait for it "
+                            "or stop it") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _class_embeddings(model: Any, prompts: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray:
+    import torch
+
+    from medzs.scoring import class_embeddings
+
+    with torch.inference_mode():
+        return class_embeddings(lambda t: model.encode_text(list(t)), [prompts[c] for c in classes])
+
+
+def _prompts_digest(prompts: Mapping[str, Any], classes: Sequence[str]) -> str:
+    texts = {}
+    for c in classes:
+        cp = prompts[c]
+        if hasattr(cp, "texts"):
+            texts[c] = list(cp.texts)
+        elif hasattr(cp, "prompts"):
+            texts[c] = [p.text for p in cp.prompts]
+        else:
+            texts[c] = [str(t) for t in cp]
+    return hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()
+
+
+def score_files(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    model: str,
+    task: str,
+    weights: str | os.PathLike[str] | None = None,
+    engine: str = "local",
+    batch_size: int = 32,
+    shard_size: int = 1024,
+    hash_ids: bool = False,
+    salt: str | None = None,
+    prompts_writer: str = "grounded",
+    prompts_cache: str | os.PathLike[str] | None = None,
+    kb_path: str | os.PathLike[str] | None = None,
+    class_prompts: Mapping[str, Any] | None = None,
+    softmax: bool = False,
+    overwrite: bool = False,
+    keep_shards: bool = False,
+    progress: bool = True,
+    torch_threads: int | None = None,
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
+    ray_cpus_per_actor: float = 1.0,
+    ray_num_cpus: int | None = None,
+) -> BatchResult:
+    """Score ECG files zero-shot against a task's classes and write one Parquet row per record.
+
+    Resumable: killed at any point and called again with the same arguments, it skips the complete shards in
+    ``<out>.shards/`` and writes ``out`` with no row lost or duplicated. Called again after success, it returns
+    at once (``already_complete``).
+
+    Args:
+        inputs: Folders (recursive), files, glob patterns or manifest CSVs (:func:`discover_records`).
+        out: Output Parquet file; shards go to ``<out>.shards/`` (removed after the merge unless ``keep_shards``).
+        model: Registry name (``medzs models``). weights: Checkpoint path overriding the model's.
+        task: Task name (:mod:`medzs.data.tasks`); one score column per class.
+        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data, :mod:`medzs.batch_ray`).
+        batch_size: Records per encoder batch (memory is flat in the number of records).
+        shard_size: Records per Parquet shard (the unit of resumption).
+        hash_ids: Write ``HMAC-SHA256(salt, source id)`` as ``record_id`` and in error messages.
+        salt: The secret salt (required with ``hash_ids``).
+        prompts_writer: ``"grounded"`` or ``"names"`` (:func:`medzs.pipeline.task_prompts`).
+        prompts_cache: Prompt cache file (None: in memory). kb_path: Chroma folder (None: ``$MEDZS_HOME``).
+        class_prompts: ``{class code: ClassPrompts | list of texts}`` to use instead of writing prompts from
+            the knowledge base.
+        softmax: Per-record class probabilities instead of cosine similarities.
+        overwrite: Discard shards of a different run in ``<out>.shards/`` instead of stopping.
+        keep_shards: Keep ``<out>.shards/`` after the merge.
+        progress: Show a progress bar (records, counts only).
+        torch_threads: Torch threads of the local engine during the run (None: torch's default). One thread is
+            often faster on a busy machine.
+        ray_address: Ray cluster address (default: ``$RAY_ADDRESS``, else a local instance).
+        ray_actors: Scoring actors (default: one per CPU of the local instance / cluster).
+        ray_cpus_per_actor: CPUs (and torch threads) per actor.
+        ray_num_cpus: CPUs of the local Ray instance (default: ``min(2, os.cpu_count())``).
+
+    Returns:
+        A :class:`BatchResult` (counts only).
+
+    Raises:
+        SpecError: bad inputs or options, a salt missing, or ``<out>.shards/`` holding another run's shards
+            (without ``overwrite``), or another run holding its lock.
+    """
+    from medzs import registry
+    from medzs.data.tasks import get_task
+
+    t0 = time.time()
+    if engine not in ENGINES:
+        raise SpecError(f"engine: expected one of {ENGINES}, got {engine!r}")
+    if batch_size < 1 or shard_size < 1:
+        raise SpecError(f"batch_size and shard_size: expected >= 1, got {batch_size} and {shard_size}")
+    if hash_ids and not salt:
+        raise SpecError("hash_ids: a salt is required (pass salt=, or --salt-env VAR with VAR set)")
+    out = Path(out)
+    the_task = get_task(task)
+    classes = list(the_task.classes)
+    config = registry.get_config(model)
+    weights = str(weights) if weights is not None else config.weights
+    records = discover_records(inputs)
+    if not records:
+        raise SpecError(f"inputs {[os.fspath(i) for i in inputs]}: no ECG file found")
+    n = len(records)
+    logger.info("score: %d records discovered", n)
+
+    if class_prompts is None:
+        from medzs.pipeline import task_prompts
+
+        prompts: Mapping[str, Any] = task_prompts(the_task, prompts_writer, prompts_cache, kb_path=kb_path)
+    else:
+        missing = [c for c in classes if c not in class_prompts]
+        if missing:
+            raise SpecError(f"class_prompts: classes {missing} of task {task} missing")
+        prompts = class_prompts
+    run_info = {
+        "format": BATCH_FORMAT,
+        "version": BATCH_FORMAT_VERSION,
+        "records_sha256": records_fingerprint(records),
+        "n_records": n,
+        "model": model,
+        "weights_sha256": registry.sha256_file(weights) if weights and Path(weights).is_file() else None,
+        "task": task,
+        "classes": classes,
+        "prompts_sha256": _prompts_digest(prompts, classes),
+        "softmax": bool(softmax),
+        "shard_size": int(shard_size),
+        "hash_ids": bool(hash_ids),
+        "salt_check": hash_id("medzs-salt-check", salt) if hash_ids and salt else None,
+    }
+    run_key = hashlib.sha256(json.dumps(run_info, sort_keys=True).encode()).hexdigest()
+    metadata = {"run_key": run_key, **{k: run_info[k] for k in ("format", "version", "n_records", "model", "task",
+                                                                "classes", "prompts_sha256", "hash_ids",
+                                                                "softmax")}}
+    plan = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+    def result(n_resumed: int, complete: bool) -> BatchResult:
+        n_ok, errors = _count_statuses(out)
+        res = BatchResult(out=out, n_records=n, n_ok=n_ok, n_error=sum(errors.values()),
+                          error_classes=dict(sorted(errors.items())), n_shards=len(plan),
+                          n_shards_resumed=n_resumed, already_complete=complete, engine=engine,
+                          seconds=round(time.time() - t0, 3), run_key=run_key)
+        logger.info("score: %d records, %d ok, %d errors (%s); %d shards, %d resumed; %.1f s", n, res.n_ok,
+                    res.n_error, ", ".join(f"{k}={v}" for k, v in res.error_classes.items()) or "none",
+                    res.n_shards, n_resumed, res.seconds)
+        return res
+
+    shards = Path(f"{out}.shards")
+    if out.is_file() and _file_run_key(out) == (run_key, n):
+        if shards.is_dir() and not keep_shards:
+            with _locked(shards):
+                _remove_shards(shards)
+        logger.info("score: output already complete for this run; nothing to do")
+        return result(len(plan), True)
+
+    with _locked(shards):
+        run_file = shards / RUN_FILE
+        if run_file.is_file():
+            try:
+                previous = json.loads(run_file.read_text()).get("run_key")
+            except (OSError, ValueError):
+                previous = None
+            if previous != run_key:
+                if not overwrite:
+                    raise SpecError(
+                        f"{shards}: holds shards of a different run (input records, model, weights, task, prompts, "
+                        "shard size or id hashing changed); pass --overwrite to discard them, or choose another --out")
+                logger.warning("score: discarding shards of a different run (overwrite)")
+                _clear_shards(shards)
+        if not run_file.is_file():
+            _atomic_write_text(run_file, json.dumps({**run_info, "run_key": run_key}, sort_keys=True, indent=1))
+        for stale in shards.glob(".part-*.tmp"):
+            stale.unlink(missing_ok=True)
+        for stale in out.parent.glob(f".{out.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+        done, redo = set(), 0
+        for s, e in plan:
+            p = shards / shard_name(s, e)
+            if p.is_file():
+                if _shard_ok(p, s, e, run_key):
+                    done.add((s, e))
+                else:
+                    p.unlink()
+                    redo += 1
+        if redo:
+            logger.warning("score: %d unreadable shard(s) will be recomputed", redo)
+        pending = [r for r in plan if r not in done]
+        logger.info("score: %d shards, %d complete, %d to do (engine %s)", len(plan), len(done), len(pending),
+                    engine)
+        formatter = _RowFormatter(records, classes, model, task, salt if hash_ids else None, metadata)
+
+        if pending:
+            from tqdm.auto import tqdm
+
+            loaded = registry.create_model(model, weights=weights if weights != config.weights else None)
+            class_emb = _class_embeddings(loaded, prompts, classes)
+            bar = tqdm(total=n, initial=n - sum(e - s for s, e in pending), unit="ECG", desc="score",
+                       disable=not progress, dynamic_ncols=True)
+            job = Job(records=records, pending=pending, model_name=model,
+                      weights=weights if weights != config.weights else None, class_emb=class_emb,
+                      softmax=softmax, batch_size=batch_size, model=loaded if engine == "local" else None,
+                      torch_threads=torch_threads,
+                      progress=bar.update,
+                      options={"address": ray_address, "num_actors": ray_actors,
+                               "cpus_per_actor": ray_cpus_per_actor, "num_cpus": ray_num_cpus,
+                               "show_progress": progress})
+            if engine != "local":
+                del loaded
+            try:
+                for s, e, rows in _engine(engine)(job):
+                    if [r["record_index"] for r in rows] != list(range(s, e)):
+                        raise RuntimeError(f"engine {engine}: shard {s}-{e} came back incomplete or out of order")
+                    _atomic_write_table(formatter.table(rows), shards / shard_name(s, e))
+            finally:
+                bar.close()
+        _merge(shards, plan, out, output_schema(classes, metadata), run_key)
+        if not keep_shards:
+            _remove_shards(shards)
+    return result(len(done), False)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _clear_shards(shards: Path) -> None:
+    for p in shards.iterdir():
+        if p.name != LOCK_FILE and (p.name == RUN_FILE or _SHARD_RE.match(p.name) or p.name.endswith(".tmp")):
+            p.unlink(missing_ok=True)
+
+
+def _remove_shards(shards: Path) -> None:
+    _clear_shards(shards)
+    (shards / LOCK_FILE).unlink(missing_ok=True)
+    try:
+        shards.rmdir()
+    except OSError:
+        logger.warning("score: shards folder kept (it holds other files)")
+
+
+def _merge(shards: Path, plan: Sequence[tuple[int, int]], out: Path, schema: Any, run_key: str) -> None:
+    """Concatenate the shards in record order into ``out`` (temporary file + :func:`os.replace`)."""
+    import pyarrow.parquet as pq
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            with pq.ParquetWriter(fh, schema) as writer:
+                for s, e in plan:
+                    table = pq.read_table(shards / shard_name(s, e))
+                    if table.num_rows != e - s:
+                        raise RuntimeError(f"{shards / shard_name(s, e)}: {table.num_rows} rows, expected {e - s}")
+                    writer.write_table(table.replace_schema_metadata(schema.metadata))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(out.parent)
