@@ -190,6 +190,7 @@ def score(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard OUT.shards/ of a different run."),
     keep_shards: bool = typer.Option(False, "--keep-shards", help="Keep OUT.shards/ after the merge."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: Optional[int] = typer.Option(None, help="Torch threads of the local engine (default: torch's)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score ECG files of any supported format into a Parquet file; resumable (docs/batch.md)."""
@@ -209,7 +210,8 @@ def score(
     res = score_files(inputs, out, model=model, task=task, weights=weights, engine=engine,
                       batch_size=batch_size, shard_size=shard_size, hash_ids=hash_ids, salt=salt,
                       prompts_writer=prompts_writer, prompts_cache=cache, softmax=softmax, overwrite=overwrite,
-                      keep_shards=keep_shards, progress=progress, ray_address=ray_address, ray_actors=ray_actors)
+                      keep_shards=keep_shards, progress=progress, torch_threads=threads, ray_address=ray_address,
+                      ray_actors=ray_actors)
     typer.echo(json.dumps(res.to_dict(), indent=2))
 
 
