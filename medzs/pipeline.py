@@ -106,8 +106,11 @@ def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path:
         ``dict[class_code, ClassPrompts]`` in the task's class order.
     """
     from medzs.prompts.cache import PromptCache, build_task_prompts
+    from medzs.prompts.controls import VARIANTS, variant_task_prompts
     from medzs.prompts.grounded import GroundedWriter, NamesOnlyWriter
 
+    if writer_name in VARIANTS and writer_name != "names":  # controls: templates, random-words, chils, posneg
+        return variant_task_prompts(task, writer_name, _resolve(str(cache_path)) if cache_path else None, kb_path)
     writers = {"grounded": GroundedWriter, "names": NamesOnlyWriter}
     if writer_name not in writers:
         raise SpecError(f"prompts.writer: expected one of {sorted(writers)}, got {writer_name!r}")
@@ -140,8 +143,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     from medzs.data.ptbxl import PTBXL, default_root
     from medzs.data.tasks import get_task
     from medzs.metrics import evaluate
+    from medzs.prompts.controls import score_prompts, variant_provenance
     from medzs.report import write_report
-    from medzs.scoring import class_embeddings, similarity
     from medzs.train import embed_signals
 
     t0 = time.time()
@@ -167,9 +170,9 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     x = load_ptbxl_signals(ds, ids, spec, progress=progress)
     emb = embed_signals(model, x)
     prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"))
-    with torch.no_grad():
-        cls_emb = class_embeddings(lambda t: model.encode_text(list(t)), [prompts[c] for c in task.classes])
-    scores = similarity(emb, cls_emb, softmax=bool(cfg.scoring.get("softmax", False)))
+    with torch.no_grad():  # plain prompts: class_embeddings + similarity; chils/posneg: their own scoring
+        scores = score_prompts(lambda t: model.encode_text(list(t)), emb, [prompts[c] for c in task.classes],
+                               softmax=bool(cfg.scoring.get("softmax", False)))
     crit = None
     if cfg.model.get("hybrid"):  # label-free fusion with a registered scorer: per-class rank average
         from medzs.criteria import hybrid_scores
@@ -194,7 +197,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
         "prompts": {"writer": cfg.prompts.get("writer"), "cache": cfg.prompts.get("cache"),
                     "classes": {c: [p.text for p in prompts[c].prompts] for c in task.classes},
                     "passage_ids": {c: sorted({i for p in prompts[c].prompts for i in p.passage_ids})
-                                    for c in task.classes}},
+                                    for c in task.classes},
+                    "variant": variant_provenance(prompts)},
         "scoring": cfg.scoring,
         "hybrid": None if crit is None else {**crit.provenance, "fusion": "per-class rank average, weight 0.5",
                                              "not_scorable": crit.not_scorable},
