@@ -676,8 +676,7 @@ def _measure(x_in: np.ndarray, fs_in: float, excluded: dict[str, str], res: _Res
             if np.isfinite(c_t):
                 t_off, t_share = c_t, s2
     res.info["delineated_leads"] = delin_leads
-    _p_wave(res, x, medb, beats, usable, r0, p_on, p_off, on_rel, fs)
-    if np.isfinite(p_on):
+    if _p_wave(res, x, medb, beats, usable, r0, p_on, p_off, on_rel, fs):
         fid["p_onset"], fid["p_peak"], fid["p_offset"] = _ms(p_on, fs), _ms(p_peak, fs), _ms(p_off, fs)
     if np.isfinite(t_off):
         fid["t_end"] = _ms(t_off, fs)
@@ -779,17 +778,33 @@ def _voltages(res: _Result) -> None:
 
 
 def _p_wave(res: _Result, x: np.ndarray, medb: np.ndarray, beats: np.ndarray, usable: list[int], r0: int,
-            p_on: float, p_off: float, on_rel: float, fs: float) -> None:
-    if np.isnan(p_on):
-        why = "no consistent P wave delineated (leads II, V1, aVF)"
+            p_on: float, p_off: float, on_rel: float, fs: float) -> bool:
+    """P-wave measurements; returns whether a reproducible P wave was found (else they are NaN, fraction 0)."""
+
+    def no_p(why: str) -> bool:
         for m in ("p_axis", "p_duration", "pr_interval"):
             res.set(m, float("nan"), why)
         for lead in _LEADS:
             if _IDX[lead] in usable:
                 res.set_lead("p_amplitude", lead, float("nan"), why)
-        # no median P wave: no beat has a P wave that matches it
-        res.set("p_wave_fraction", 0.0)
-        return
+        res.set("p_wave_fraction", 0.0)  # no median P wave: no beat has a P wave that matches it
+        return False
+
+    if np.isnan(p_on):
+        return no_p("no consistent P wave delineated (leads II, V1, aVF)")
+    # The reference lead for P-wave presence: of P_PRESENCE_LEADS, the one whose median P wave (+-20 ms) is largest,
+    # if at least P_MIN_PTP_MV peak-to-peak; otherwise the delineated "P wave" is noise or f waves.
+    pad = _smp(20.0, fs)
+    lo, hi = int(p_on) - pad, int(p_off) + pad
+    best, best_ptp = None, P_MIN_PTP_MV
+    for lead in P_PRESENCE_LEADS:
+        i = _IDX[lead]
+        tmpl = medb[i, r0 + lo:r0 + hi] if i in usable and r0 + lo >= 0 else np.zeros(0)
+        if tmpl.size >= 3 and np.all(np.isfinite(tmpl)) and float(np.ptp(tmpl)) >= best_ptp:
+            best, best_ptp = lead, float(np.ptp(tmpl))
+    res.info["p_presence_lead"] = best
+    if best is None:
+        return no_p(f"no reproducible P wave (median P wave below {P_MIN_PTP_MV} mV in {', '.join(P_PRESENCE_LEADS)})")
     a, b = int(r0 + p_on), int(r0 + p_off)
     res.set("p_duration", _ms(p_off - p_on, fs))
     res.set("pr_interval", _ms(on_rel - p_on, fs))
@@ -807,30 +822,17 @@ def _p_wave(res: _Result, x: np.ndarray, medb: np.ndarray, beats: np.ndarray, us
         areas[lead] = float(np.sum(wave))
     p_axis = _axis_deg(areas.get("I", float("nan")), areas.get("aVF", float("nan")))
     res.set("p_axis", p_axis, "lead I or aVF not usable" if np.isnan(p_axis) else "")
-    # presence per beat: correlation of each beat's P segment with the median P wave, in the one lead of
-    # P_PRESENCE_LEADS whose median P wave is largest (at least P_MIN_PTP_MV peak-to-peak; else no lead shows a
-    # reproducible P wave and the fraction is 0)
-    pad = _smp(20.0, fs)
-    lo, hi = int(p_on) - pad, int(p_off) + pad
-    best, best_ptp = None, P_MIN_PTP_MV
-    for lead in P_PRESENCE_LEADS:
-        i = _IDX[lead]
-        tmpl = medb[i, r0 + lo:r0 + hi] if i in usable else np.zeros(0)
-        if tmpl.size >= 3 and np.all(np.isfinite(tmpl)) and float(np.ptp(tmpl)) >= best_ptp:
-            best, best_ptp = lead, float(np.ptp(tmpl))
-    ref = _IDX[best] if best is not None else usable[0]
+    # presence per beat: correlation of each beat's P segment with the median P wave in the reference lead
+    ref = _IDX[best]
     seg = _segments(x[ref:ref + 1], beats, lo, hi)[:, 0, :]
     complete = np.all(np.isfinite(seg), axis=1)
     if complete.sum() == 0:
         res.set("p_wave_fraction", float("nan"), "no beat with a complete P-wave window")
-        return
-    res.info["p_presence_lead"] = best
-    if best is None:
-        res.set("p_wave_fraction", 0.0)
-        return
+        return True
     tmpl = medb[ref, r0 + lo:r0 + hi]
     has_p = np.array([_corr(seg[k], tmpl) >= P_CORR for k in np.flatnonzero(complete)])
     res.set("p_wave_fraction", float(has_p.mean()))
+    return True
 
 
 def _repolarisation(res: _Result, medb: np.ndarray, usable: list[int], r0: int, on: int, off: int, t_off: float,
