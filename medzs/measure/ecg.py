@@ -27,8 +27,9 @@ Processing (all zero-phase; docs/criteria.md has the details and the validation)
    doi:10.1006/cbmr.1994.1006; the CSE working party's "global" boundaries, Willems et al., J Am Coll Cardiol
    10:1313-1321, 1987). neurokit2's QRS boundaries were not used: on PTB-XL NORM records its ``dwt``, ``cwt``,
    ``peak`` and ``prominence`` methods gave median QRS durations of 150-200 ms or a hard 100 ms cap (docs/criteria.md).
-7. P wave and T-wave end: :func:`neurokit2.ecg_delineate` (``dwt``) on lead II only (V1/aVF, resp. V5, only when
-   lead II gives none), per beat, summarised by the median position relative to the beat; the P wave's presence
+7. P wave: :func:`neurokit2.ecg_delineate` (``dwt``) on lead II only (V1/aVF only when lead II gives none), per
+   beat, summarised by the median position relative to the beat. T-wave end: tangent method on the median beat of
+   II or V5 (neurokit2's T offset only as a fallback; it ended broad T waves early). The P wave's presence
    per beat by correlation (>= 0.6) with the median P wave in II or V1, whichever has the larger median P wave.
 8. Amplitudes on the baseline-corrected median beats (baseline: mean of the 20 ms before QRS onset, the PR
    segment); ST deviation at J + 60 ms (J = QRS offset); T amplitude = the signed extreme between J + 80 ms and
@@ -643,9 +644,11 @@ def _measure(x_in: np.ndarray, fs_in: float, excluded: dict[str, str], res: _Res
     res.set("qrs_axis", axis, "lead I or aVF not usable" if np.isnan(axis) else "")
     _voltages(res)
 
-    # ---- P wave and T-wave end from neurokit2's delineation of lead II (others only if II gives none)
+    # ---- T-wave end: tangent method on the median beat; P wave (and the T end when the tangent method finds
+    # none) from neurokit2's delineation of lead II (other leads only when lead II gives none)
     rel_lo = -pre
-    p_on = p_off = p_peak = t_off = float("nan")
+    t_off, t_method = _t_end_tangent(medb, usable, r0, off_i, post, fs), "tangent"
+    p_on = p_off = p_peak = float("nan")
     p_share = t_share = 0.0
     sel = dominant.copy()
     on_rel, off_rel = on - r0, off - r0
@@ -674,15 +677,56 @@ def _measure(x_in: np.ndarray, fs_in: float, excluded: dict[str, str], res: _Res
             lim_hi = min(post - 1, off_rel + _smp(650.0, fs))
             c_t, s2 = _rel_median(d["ECG_T_Offsets"], beats, sel, lim_lo, lim_hi, 0.5)
             if np.isfinite(c_t):
-                t_off, t_share = c_t, s2
+                t_off, t_share, t_method = c_t, s2, f"neurokit2 dwt ({lead})"
     res.info["delineated_leads"] = delin_leads
     if _p_wave(res, x, medb, beats, usable, r0, p_on, p_off, on_rel, fs):
         fid["p_onset"], fid["p_peak"], fid["p_offset"] = _ms(p_on, fs), _ms(p_peak, fs), _ms(p_off, fs)
     if np.isfinite(t_off):
         fid["t_end"] = _ms(t_off, fs)
+        res.info["t_end_method"] = t_method
     _repolarisation(res, medb, usable, r0, on_i, off_i, t_off, rr, fs, post)
     res.info["fiducials_ms"] = fid
     res.info["delineation_share"] = {"p": round(p_share, 3), "t": round(t_share, 3)}
+
+
+def _t_end_tangent(medb: np.ndarray, usable: list[int], r0: int, off: int, post: int, fs: float) -> float:
+    """T-wave end (samples from the beat's alignment point) by the tangent method on the median beat.
+
+    In lead II or V5, whichever has the larger T wave (largest deflection from J + 80 ms to J + 600 ms), the tangent
+    at the steepest point of the T wave's terminal limb (within 300 ms after the T peak) is intersected with the
+    isoelectric (PR) level. Lepeschkin & Surawicz, Circulation 6:378-388, 1952; Postema & Kors, J Electrocardiol
+    47:S50-S56, 2014 (doi:10.1016/j.jelectrocard.2014.07.008). NaN when no lead gives a T wave of at least
+    WAVE_MIN_MV or the intersection falls outside the median beat.
+    """
+    best = None
+    a = off + _smp(80.0, fs)
+    b = min(r0 + post - 1, off + _smp(600.0, fs), medb.shape[1] - 1)
+    for lead in ("II", "V5"):
+        i = _IDX[lead]
+        if i not in usable or b - a < 10:
+            continue
+        seg = medb[i, a:b]
+        if not np.all(np.isfinite(seg)):
+            continue
+        k = int(np.argmax(np.abs(seg)))
+        if abs(seg[k]) >= WAVE_MIN_MV and (best is None or abs(seg[k]) > abs(best[1])):
+            best = (i, float(seg[k]), a + k)
+    if best is None:
+        return float("nan")
+    i, amp, tp = best
+    x = medb[i]
+    w = max(1, _smp(8.0, fs))
+    d = np.convolve(np.gradient(x), np.ones(w) / w, mode="same")  # mV per sample
+    stop = min(b, tp + _smp(300.0, fs))
+    if stop - tp < 3:
+        return float("nan")
+    j = tp + int(np.argmin(d[tp:stop]) if amp > 0 else np.argmax(d[tp:stop]))
+    if d[j] == 0 or np.sign(d[j]) == np.sign(amp):
+        return float("nan")
+    t_end = j - x[j] / d[j]
+    if not (off + _smp(100.0, fs) <= t_end <= r0 + post - 1):
+        return float("nan")
+    return float(t_end - r0)
 
 
 def _rhythm(res: _Result, rr: np.ndarray) -> None:
@@ -852,7 +896,7 @@ def _repolarisation(res: _Result, medb: np.ndarray, usable: list[int], r0: int, 
             res.set("qtc_fridericia", float("nan"), "fewer than 2 beats: no RR interval")
     else:
         for m in ("qt_interval", "qtc_bazett", "qtc_fridericia"):
-            res.set(m, float("nan"), "T-wave end not delineated (leads II, V5)")
+            res.set(m, float("nan"), "T-wave end not found (tangent method and neurokit2, leads II, V5)")
         # T window without a delineated end: up to an expected QT (Bazett 400 ms at the measured rate)
         exp_qt = 400.0 * math.sqrt(rr_s) if np.isfinite(rr_s) else 400.0
         t_end = min(on + _smp(1.15 * exp_qt, fs), n - 1)
