@@ -263,3 +263,26 @@ def test_rhythm_macro_auroc_on_training_folds(db, scorer):
     res = scorer.run([db.load(i) for i in ids], {c: f"ecg.scp.{c}" for c in codes})
     _, macro = evaluate(labels.loc[ids, codes].to_numpy(float), res.scores, codes, n_boot=0)
     assert macro["auroc"] >= 0.85
+
+
+@pytest.mark.slow  # builds the Chroma knowledge base and the text tower (about 100 s on 2 cores)
+def test_pipeline_hybrid_branch(tmp_path, db, medzs_home):
+    """``model.hybrid``: embedding similarities (an untrained control model) fused with the criteria by rank."""
+    from medzs.pipeline import PipelineConfig, run_zeroshot
+
+    ids = _ids(db, "AFIB", 2, avoid=("AFLT",)) + _ids(db, "SR", 6, only=("NORM", "SR"))
+    cfg = PipelineConfig(name="t", task="ptbxl-rhythm", dataset={"name": "ptbxl", "root": str(db.root),
+                                                                "ecg_ids": ids},
+                         model={"name": "ecg-resnet18.random", "hybrid": "ecg-criteria.kb"},
+                         prompts={"writer": "names", "cache": None}, metrics={"n_boot": 0, "seed": 0})
+    import pandas as pd
+
+    run_zeroshot(cfg, out_dir=tmp_path, progress=False)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["provenance"]["hybrid"]["name"] == "ecg-criteria.kb"
+    assert "PACE" in metrics["provenance"]["hybrid"]["not_scorable"]
+    assert (tmp_path / "criteria_explanations.json").is_file()
+    scores = pd.read_csv(tmp_path / "scores.csv")[["AFIB", "SR", "PACE"]].to_numpy()
+    n = len(ids)
+    assert np.all((scores > 0) & (scores <= 1))  # mean of two ranks / n
+    np.testing.assert_allclose(scores * 4 * n, np.round(scores * 4 * n), atol=1e-3)
