@@ -25,8 +25,9 @@ Processing (all zero-phase; docs/criteria.md has the details and the validation)
    derivatives) with a threshold at :data:`QRS_THRESHOLD` of its range, i.e. the earliest onset and the latest
    offset over all leads (the multi-lead principle of Laguna et al., Comput Biomed Res 27:45-60, 1994,
    doi:10.1006/cbmr.1994.1006; the CSE working party's "global" boundaries, Willems et al., J Am Coll Cardiol
-   10:1313-1321, 1987). neurokit2's QRS boundaries were not used: on PTB-XL NORM records its ``dwt``, ``cwt``,
-   ``peak`` and ``prominence`` methods gave median QRS durations of 150-200 ms or a hard 100 ms cap (docs/criteria.md).
+   10:1313-1321, 1987). neurokit2's QRS boundaries were not used: on PTB-XL folds 1-8 its ``dwt`` method gave a
+   median QRS of 168 ms on NORM records, and ``cwt``/``prominence`` did not separate NORM from complete bundle
+   branch block (110 vs 106 ms, 74 vs 50 ms; ``benchmarks/criteria_vs_embedding.py --checks``, docs/criteria.md).
 7. P wave: :func:`neurokit2.ecg_delineate` (``dwt``) on lead II only (V1/aVF only when lead II gives none), per
    beat, summarised by the median position relative to the beat. T-wave end: tangent method on the median beat of
    II or V5 (neurokit2's T offset only as a fallback; it ended broad T waves early). The P wave's presence
