@@ -13,7 +13,7 @@ Soft check of one rule (value ``x`` in the rule's unit, threshold ``t``, scale `
 
 A margin of one scale gives 0.73, two scales 0.88, and the threshold itself 0.5. The scales (:data:`UNIT_SCALES`,
 :data:`MEASUREMENT_SCALES`) are about one measurement uncertainty: the CSE tolerances for wave boundaries are
-6.5-30.6 ms (Willems et al., J Am Coll Cardiol 10:1313-1321, 1987), hence 10 ms; amplitudes are read to about 0.1 mV
+6.5-30.6 ms (CSE Working Party, Eur Heart J 6:815-825, 1985), hence 10 ms; amplitudes are read to about 0.1 mV
 on paper (0.025 mV for the small P, ST and Q deflections, 0.05 mV for T); heart rate 5 bpm; axes 15 deg.
 
 Per-lead rules (``leads``): each lead is checked, then ``lead_aggregation`` combines them: ``any`` and ``count``:

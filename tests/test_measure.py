@@ -25,10 +25,11 @@ def _hann(n: int) -> np.ndarray:
 
 
 def synthetic_ecg(pr_ms: float = 160.0, qrs_ms: float = 90.0, rr_ms: float = 1000.0, n_beats: int = 10,
-                  p_mv: float = 0.15, seed: int = 0) -> np.ndarray:
+                  p_mv: float = 0.15, seed: int = 0, no_p: tuple[int, ...] = ()) -> np.ndarray:
     """12-lead ECG (mV, 500 Hz) of identical beats: P (100 ms), qRs (``qrs_ms``), T (180 ms, 240 ms after QRS onset).
 
-    Every wave is a Hann window (exact onset and end), so P onset -> QRS onset is exactly ``pr_ms``.
+    Every wave is a Hann window (exact onset and end), so P onset -> QRS onset is exactly ``pr_ms``. Beats listed
+    in ``no_p`` (0-based) have no P wave.
     """
     rng = np.random.default_rng(seed)
 
@@ -47,7 +48,8 @@ def synthetic_ecg(pr_ms: float = 160.0, qrs_ms: float = 90.0, rr_ms: float = 100
         if q0 + w(600) >= n:
             break
         p0 = q0 - w(pr_ms)
-        p[p0:p0 + p_wave.size] += p_wave
+        if k not in no_p:
+            p[p0:p0 + p_wave.size] += p_wave
         qrs[q0:q0 + q_wave.size] += q_wave
         t[q0 + w(240):q0 + w(240) + t_wave.size] += t_wave
     gp = np.array([.8, 1, .4, -.9, .3, .7, .5, .3, .2, .2, .3, .4])
@@ -75,6 +77,14 @@ def test_synthetic_rate_follows_rr():
         m = measure_ecg(synthetic_ecg(rr_ms=rr, n_beats=int(10000 / rr)), fs=FS)
         assert m.get("heart_rate") == pytest.approx(hr, rel=0.01)
         assert m.get("rr_mean") == pytest.approx(rr, abs=4.0)
+
+
+def test_synthetic_p_wave_fraction_counts_beats_with_p():
+    # 9 complete beats (the 10th does not fit the 10 s record); P waves removed from 3 of them -> 6/9
+    m = measure_ecg(synthetic_ecg(no_p=(1, 4, 6)), fs=FS)
+    assert m.info["n_beats"] == 9
+    assert m.get("p_wave_fraction") == pytest.approx(6 / 9)
+    assert m.get("pr_interval") == pytest.approx(160.0, abs=10.0)  # from the median beat, which has a P wave
 
 
 def test_synthetic_without_p_waves_has_no_p():
@@ -187,7 +197,7 @@ def test_time_stretched_real_record_scales_rate_and_intervals(db):
     assert m1.get("rr_mean") == pytest.approx(m0.get("rr_mean") * 1.25, rel=0.01)
     assert m1.get("pr_interval") == pytest.approx(m0.get("pr_interval") * 1.25, abs=12.0)
     assert m1.get("qrs_duration") == pytest.approx(m0.get("qrs_duration") * 1.25, abs=12.0)
-    # T-wave end: the CSE tolerance (2 SD between referees) is 30.6 ms (Willems et al., JACC 10:1313, 1987)
+    # T-wave end: the CSE tolerance is 30.6 ms (CSE Working Party, Eur Heart J 6:815-825, 1985)
     assert m1.get("qt_interval") == pytest.approx(m0.get("qt_interval") * 1.25, abs=30.6)
 
 

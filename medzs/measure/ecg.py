@@ -695,9 +695,9 @@ def _t_end_tangent(medb: np.ndarray, usable: list[int], r0: int, off: int, post:
 
     In lead II or V5, whichever has the larger T wave (largest deflection from J + 80 ms to J + 600 ms), the tangent
     at the steepest point of the T wave's terminal limb (within 300 ms after the T peak) is intersected with the
-    isoelectric (PR) level. Lepeschkin & Surawicz, Circulation 6:378-388, 1952; Postema & Kors, J Electrocardiol
-    47:S50-S56, 2014 (doi:10.1016/j.jelectrocard.2014.07.008). NaN when no lead gives a T wave of at least
-    WAVE_MIN_MV or the intersection falls outside the median beat.
+    isoelectric (PR) level (Lepeschkin & Surawicz, Circulation 6:378-388, 1952; reviewed by Postema & Wilde, Curr
+    Cardiol Rev 10:287-294, 2014). NaN when no lead gives a T wave of at least WAVE_MIN_MV or the intersection
+    falls outside the median beat.
     """
     best = None
     a = off + _smp(80.0, fs)
