@@ -30,7 +30,7 @@ def test_training_smoke_writes_a_loadable_checkpoint(tmp_path, ptbxl_root):
 
     folds = PTBXL(ptbxl_root).folds
     assert set(folds[card["data"]["ecg_ids"]]) <= set(range(1, 9))
-    model = registry.create_model("ecg-resnet18.random", weights=out, sha256=card["sha256"])
+    model = registry.create_model(DEFAULT, weights=out, sha256=card["sha256"])
     assert model.encode_text(["sinus rhythm"]).shape == (1, 256)
 
 
@@ -74,6 +74,8 @@ def test_zeroshot_ptbxl_super_end_to_end(tmp_path, medzs_home, ptbxl_root):
 
 
 def test_cli_lists_models():
+    import os
+
     out = subprocess.run([sys.executable, "-m", "medzs.cli", "models"], capture_output=True, text=True,
-                         check=True, cwd=REPO)
+                         check=True, cwd=REPO, env={**os.environ, "COLUMNS": "250"})
     assert DEFAULT in out.stdout and "1000 @ 100 Hz" in out.stdout
