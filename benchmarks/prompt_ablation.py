@@ -224,6 +224,13 @@ def main() -> None:
             if r["task"] == name and r["variant"] in scored and r["variant"] != "names":
                 r["delta_names"] = r["auroc"] - base["auroc"]
                 r["delta_ci"] = paired_delta(y, scored[r["variant"]], scored["names"], args.n_boot, args.seed)
+            if r["task"] == name and r["variant"] in scored and r["variant"] not in ("names", "templates",
+                                                                                      "random-words", "posneg"):
+                # Knowledge vs its WaffleCLIP control: same prompt count and word counts, random words.
+                d = r["auroc"] - next(q["auroc"] for q in rows if q["task"] == name and q["variant"] == "random-words")
+                lo, hi = paired_delta(y, scored[r["variant"]], scored["random-words"], args.n_boot, args.seed)
+                r["delta_random"] = [d, lo, hi]
+                r["note"] = "; ".join(x for x in (r["note"], f"Δ vs random-words {d:+.3f} [{lo:+.3f}, {hi:+.3f}]") if x)
         # Random words over several seeds: mean (min-max) of the macro AUROC.
         macros = []
         for sd in range(args.random_seeds):
