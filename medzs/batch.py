@@ -19,7 +19,10 @@ How it works:
    preprocesses and embeds the records of the missing shards in batches of ``batch_size`` with
    :class:`BatchScorer`; only one batch of signals and one shard of scores are held in memory. Any exception
    while reading or preprocessing a record becomes an error row (``status="error"``, ``error_class``,
-   ``error_message``), never a crash.
+   ``error_message``), never a crash. With a registered scorer (``model="ecg-criteria.kb"``,
+   :data:`medzs.registry.SCORERS`) each record is measured and scored from the knowledge base's criteria instead
+   of embedded; with ``hybrid="ecg-criteria.kb"`` both are computed and fused per record
+   (:func:`fuse_per_record`).
 4. **Atomic writes**: a shard is written to a hidden temporary file, fsynced, then :func:`os.replace`\\ d to its
    final name, so a shard file either exists complete or not at all, whenever the process is killed
    (``kill -9`` included). A restart skips the complete shards. The final file ``out`` is merged from the
@@ -61,6 +64,7 @@ __all__ = [
     "BatchScorer",
     "Record",
     "discover_records",
+    "fuse_per_record",
     "hash_id",
     "identifier_pattern",
     "local_engine",
@@ -344,34 +348,85 @@ def _reading(record: Record) -> Iterator[list[warnings.WarningMessage]]:
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-class BatchScorer:
-    """Reads, preprocesses and scores records with one loaded model; engine-independent.
+def fuse_per_record(embedding_scores: Any, criteria_scores: Any, softmax: bool = False,
+                    weight: float = 0.5) -> np.ndarray:
+    """Label-free hybrid for streaming: per record and class, a weighted mean of the two scores on [0, 1].
+
+    ``(1 - weight) * e + weight * c``, with ``e`` the embedding score mapped to [0, 1] (cosine ``s`` -> ``(s + 1) / 2``;
+    a softmax probability as is) and ``c`` the criteria score (a probability-like value in [0, 1]). Where ``c`` is
+    NaN (a class the criteria cannot score) the fused score is ``e`` alone. Unlike
+    :func:`medzs.criteria.fuse_rank_average` (ranks within a batch, used by ``medzs zeroshot``) it needs no other
+    record, so a record's score does not depend on the batch, shard or engine it was scored in.
 
     Args:
-        model: A :func:`medzs.registry.create_model` model (``encode_signal``, ``config.input_spec``).
-        class_emb: ``(C, D)`` class embeddings (:func:`medzs.scoring.class_embeddings`), computed once per run.
+        embedding_scores: ``(N, C)`` cosine similarities (or softmax probabilities with ``softmax=True``).
+        criteria_scores: ``(N, C)`` criteria scores, NaN where not scorable.
+        softmax: The embedding scores are probabilities (not mapped).
+        weight: Weight of the criteria score, 0-1.
+
+    Raises:
+        ValueError: shapes differ or weight outside [0, 1].
+    """
+    e = np.asarray(embedding_scores, dtype=np.float64)
+    c = np.asarray(criteria_scores, dtype=np.float64)
+    if e.shape != c.shape or e.ndim != 2:
+        raise ValueError(f"fuse_per_record: expected two (N, C) arrays of one shape, got {e.shape} and {c.shape}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fuse_per_record: weight must be in [0, 1], got {weight!r}")
+    e01 = e if softmax else (np.clip(e, -1.0, 1.0) + 1.0) / 2.0
+    return np.where(np.isfinite(c), (1.0 - weight) * e01 + weight * c, e01)
+
+
+class BatchScorer:
+    """Reads, preprocesses and scores records with one loaded model and/or a registered scorer; engine-independent.
+
+    Args:
+        model: A :func:`medzs.registry.create_model` model (``encode_signal``, ``config.input_spec``); None with a
+            ``criteria`` scorer alone.
+        class_emb: ``(C, D)`` class embeddings (:func:`medzs.scoring.class_embeddings`), computed once per run
+            (None without a model).
         softmax: Scores as per-record class probabilities instead of cosines.
+        criteria: A registered scorer (:func:`medzs.registry.create_scorer`, e.g. ``ecg-criteria.kb``): alone
+            (``model=None``) its scores are the output; with a model they are fused by :func:`fuse_per_record`.
+        task: The task (name or :class:`~medzs.data.tasks.Task`) the criteria scorer scores; required with it.
     """
 
-    def __init__(self, model: Any, class_emb: Any, softmax: bool = False) -> None:
+    def __init__(self, model: Any, class_emb: Any, softmax: bool = False, criteria: Any = None,
+                 task: Any = None) -> None:
+        if model is None and criteria is None:
+            raise SpecError("BatchScorer: give a model, a criteria scorer, or both")
         self.model = model
-        self.spec = model.config.input_spec
-        self.class_emb = np.asarray(class_emb, dtype=np.float64)
+        self.spec = model.config.input_spec if model is not None else None
+        self.class_emb = np.asarray(class_emb, dtype=np.float64) if model is not None else None
         self.softmax = bool(softmax)
+        self.criteria = criteria
+        if criteria is not None:
+            if task is None:
+                raise SpecError("BatchScorer: a criteria scorer needs the task")
+            if isinstance(task, str):
+                from medzs.data.tasks import get_task
+
+                task = get_task(task)
+        self.task = task
+        self.n_classes = (int(self.class_emb.shape[0]) if self.class_emb is not None
+                          else len(task.classes))
 
     @classmethod
-    def load(cls, model_name: str, class_emb: Any, weights: str | None = None, softmax: bool = False,
-             torch_threads: int | None = None) -> BatchScorer:
-        """Build the model (CPU, eval mode) and a scorer around it (used once per Ray actor)."""
+    def load(cls, model_name: str | None, class_emb: Any, weights: str | None = None, softmax: bool = False,
+             torch_threads: int | None = None, criteria: str | None = None, task: Any = None) -> BatchScorer:
+        """Build the model (CPU, eval mode) and/or the named scorer, and a scorer around them (once per Ray
+        actor)."""
         import torch
 
         from medzs import registry
 
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
-        return cls(registry.create_model(model_name, weights=weights), class_emb, softmax=softmax)
+        model = registry.create_model(model_name, weights=weights) if model_name else None
+        scorer = registry.create_scorer(criteria) if criteria else None
+        return cls(model, class_emb, softmax=softmax, criteria=scorer, task=task)
 
-    def _read(self, record: Record) -> tuple[str | None, np.ndarray | None, BaseException | None]:
+    def _read(self, record: Record) -> tuple[str | None, tuple[Any, Any] | None, BaseException | None]:
         from medzs.io.detect import detect_format, read_ecg
         from medzs.transforms.ecg import preprocess
 
@@ -379,8 +434,11 @@ class BatchScorer:
         with _reading(record) as caught:
             try:
                 fmt = detect_format(record.path)
-                x = preprocess(read_ecg(record.path, format=fmt), self.spec)
-                result: tuple[str | None, np.ndarray | None, BaseException | None] = (fmt, x, None)
+                sample = read_ecg(record.path, format=fmt)
+                x = preprocess(sample, self.spec) if self.model is not None else None
+                # measured on the signal as read (measure_ecg resamples itself); inside _reading: logs redacted
+                m = self.criteria.measure([sample])[0] if self.criteria is not None else None
+                result: tuple[str | None, tuple[Any, Any] | None, BaseException | None] = (fmt, (x, m), None)
             except Exception as exc:  # noqa: BLE001 - every failure of one record becomes an error row
                 result = (fmt, None, exc)
         if caught:
@@ -388,14 +446,24 @@ class BatchScorer:
                          ", ".join(sorted({w.category.__name__ for w in caught})))
         return result
 
-    def _scores(self, x: np.ndarray) -> np.ndarray:
-        import torch
+    def _scores(self, items: Sequence[tuple[Any, Any]]) -> np.ndarray:
+        sims = crit = None
+        if self.model is not None:
+            import torch
 
-        from medzs.scoring import similarity
+            from medzs.scoring import similarity
 
-        with torch.inference_mode():
-            emb = self.model.encode_signal(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-        return similarity(emb, self.class_emb, softmax=self.softmax).astype(np.float32)
+            x = np.stack([it[0] for it in items])
+            with torch.inference_mode():
+                emb = self.model.encode_signal(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            sims = np.asarray(similarity(emb, self.class_emb, softmax=self.softmax), dtype=np.float64)
+        if self.criteria is not None:
+            crit = self.criteria.score_measurements([it[1] for it in items], self.task).scores
+        if sims is None:
+            return np.asarray(crit, dtype=np.float32)
+        if crit is None:
+            return sims.astype(np.float32)
+        return fuse_per_record(sims, crit, softmax=self.softmax).astype(np.float32)
 
     def score(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         """Score a batch of records; never raises for a bad record.
@@ -405,10 +473,10 @@ class BatchScorer:
             ``status`` (``"ok"``/``"error"``), ``error_class``, ``error_message`` (unredacted; see
             :class:`_RowFormatter`) and ``scores`` (``(C,)`` float32, NaN for errors).
         """
-        n_classes = self.class_emb.shape[0]
+        n_classes = self.n_classes
         rows: list[dict[str, Any]] = []
         ok: list[int] = []
-        arrays: list[np.ndarray] = []
+        arrays: list[tuple[Any, Any]] = []
         with redact_logs():
             for rec in records:
                 fmt, x, exc = self._read(rec)
@@ -422,7 +490,7 @@ class BatchScorer:
                 rows.append(row)
             if arrays:
                 try:
-                    scores = self._scores(np.stack(arrays))
+                    scores = self._scores(arrays)
                 except Exception:  # noqa: BLE001 - isolate the record that breaks the batch
                     scores = None
                 for j, i in enumerate(ok):
@@ -430,7 +498,7 @@ class BatchScorer:
                         rows[i]["scores"] = scores[j]
                         continue
                     try:
-                        rows[i]["scores"] = self._scores(arrays[j][None])[0]
+                        rows[i]["scores"] = self._scores([arrays[j]])[0]
                     except Exception as exc:  # noqa: BLE001
                         rows[i].update(status="error", error_class=type(exc).__name__,
                                        error_message=str(exc) or None)
@@ -575,27 +643,34 @@ class Job:
     Attributes:
         records: All records of the run.
         pending: Shard ranges ``(start, end)`` still to score, ascending.
-        model_name: Registry name. weights: Checkpoint override (None: the config's).
-        class_emb: ``(C, D)`` class embeddings. softmax: Softmax scores.
+        model_name: Registry name of the embedding model (None: the criteria scorer alone).
+        weights: Checkpoint override (None: the config's).
+        class_emb: ``(C, D)`` class embeddings (None without a model). softmax: Softmax scores.
         batch_size: Records per encoder batch.
         model: The loaded model when the driver has one (the local engine reuses it).
         torch_threads: Torch intra-op threads of the local engine (None: torch's default).
         progress: Called with the number of records just finished.
         options: Engine options (Ray: ``address``, ``num_actors``, ``cpus_per_actor``, ``num_cpus``,
             ``object_store_memory``).
+        criteria: Registry name of a scorer (:data:`medzs.registry.SCORERS`), alone or fused with the model.
+        task: Task name (needed by the criteria scorer).
+        criteria_scorer: The built scorer when the driver has one (the local engine reuses it).
     """
 
     records: Sequence[Record]
     pending: Sequence[tuple[int, int]]
-    model_name: str
+    model_name: str | None
     weights: str | None
-    class_emb: np.ndarray
+    class_emb: np.ndarray | None
     softmax: bool
     batch_size: int
     model: Any = None
     torch_threads: int | None = None
     progress: Callable[[int], None] = lambda n: None
     options: dict[str, Any] = field(default_factory=dict)
+    criteria: str | None = None
+    task: str | None = None
+    criteria_scorer: Any = None
 
 
 def local_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
@@ -610,8 +685,11 @@ def local_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
     if job.torch_threads:
         torch.set_num_threads(int(job.torch_threads))
     try:
-        scorer = (BatchScorer(job.model, job.class_emb, job.softmax) if job.model is not None
-                  else BatchScorer.load(job.model_name, job.class_emb, job.weights, job.softmax))
+        if (job.model is not None or not job.model_name) and (job.criteria_scorer is not None or not job.criteria):
+            scorer = BatchScorer(job.model, job.class_emb, job.softmax, criteria=job.criteria_scorer, task=job.task)
+        else:
+            scorer = BatchScorer.load(job.model_name, job.class_emb, job.weights, job.softmax,
+                                      criteria=job.criteria, task=job.task)
         for start, end in job.pending:
             rows: list[dict[str, Any]] = []
             for b in range(start, end, job.batch_size):
@@ -724,6 +802,16 @@ def _prompts_digest(prompts: Mapping[str, Any], classes: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()
 
 
+def _criteria_digest(scorer: Any, task: Any) -> str:
+    """sha256 of what a criteria scorer scores a task with: its settings and each class's compiled rules."""
+    kb = dict(task.kb_ids)
+    doc = {"settings": {k: v for k, v in scorer.describe().items() if k != "kb_entries"}, "classes": {}}
+    for c in task.classes:
+        ce = scorer.compiled(kb[c])
+        doc["classes"][c] = [ce.entry_id, ce.logic, [[repr(cr.rule), cr.scale] for cr in ce.rules]]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def score_files(
     inputs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -749,6 +837,7 @@ def score_files(
     ray_actors: int | None = None,
     ray_cpus_per_actor: float = 1.0,
     ray_num_cpus: int | None = None,
+    hybrid: str | None = None,
 ) -> BatchResult:
     """Score ECG files zero-shot against a task's classes and write one Parquet row per record.
 
@@ -759,7 +848,9 @@ def score_files(
     Args:
         inputs: Folders (recursive), files, glob patterns or manifest CSVs (:func:`discover_records`).
         out: Output Parquet file; shards go to ``<out>.shards/`` (removed after the merge unless ``keep_shards``).
-        model: Registry name (``medzs models``). weights: Checkpoint path overriding the model's.
+        model: Registry name (``medzs models``): an embedding model, or a scorer such as ``ecg-criteria.kb``
+            (measurements + knowledge-base criteria, no weights; classes it cannot score are NaN columns).
+        weights: Checkpoint path overriding the model's.
         task: Task name (:mod:`medzs.data.tasks`); one score column per class.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data, :mod:`medzs.batch_ray`).
         batch_size: Records per encoder batch (memory is flat in the number of records).
@@ -780,6 +871,8 @@ def score_files(
         ray_actors: Scoring actors (default: one per CPU of the local instance / cluster).
         ray_cpus_per_actor: CPUs (and torch threads) per actor.
         ray_num_cpus: CPUs of the local Ray instance (default: ``min(2, os.cpu_count())``).
+        hybrid: A scorer (``"ecg-criteria.kb"``) fused with the embedding model per record
+            (:func:`fuse_per_record`); the ``model`` column reads ``<model>+<hybrid>``.
 
     Returns:
         A :class:`BatchResult` (counts only).
@@ -801,18 +894,34 @@ def score_files(
     out = Path(out)
     the_task = get_task(task)
     classes = list(the_task.classes)
-    config = registry.get_config(model)
-    weights = str(weights) if weights is not None else config.weights
+    criteria_name = model if model in registry.SCORERS else hybrid
+    if model in registry.SCORERS:
+        if hybrid:
+            raise SpecError(f"hybrid: {model} is a scorer already; give an embedding model with hybrid={hybrid!r}")
+        if weights is not None:
+            raise SpecError(f"weights: {model} uses no weights (it scores from measurements and KB criteria)")
+        if softmax:
+            raise SpecError(f"softmax: {model} scores are already in [0, 1]; softmax applies to embedding models")
+        config = None
+    else:
+        config = registry.get_config(model)
+        if hybrid is not None and hybrid not in registry.SCORERS:
+            raise SpecError(f"hybrid: expected a registered scorer ({', '.join(registry.list_scorers())}), "
+                            f"got {hybrid!r}")
+    weights = str(weights) if weights is not None else (config.weights if config is not None else None)
+    model_label = f"{model}+{hybrid}" if hybrid else model
     records = discover_records(inputs)
     if not records:
         raise SpecError(f"inputs {[os.fspath(i) for i in inputs]}: no ECG file found")
     n = len(records)
     logger.info("score: %d records discovered", n)
 
-    if class_prompts is None:
+    if config is None:  # a scorer alone: no prompts
+        prompts: Mapping[str, Any] | None = None
+    elif class_prompts is None:
         from medzs.pipeline import task_prompts
 
-        prompts: Mapping[str, Any] = task_prompts(the_task, prompts_writer, prompts_cache, kb_path=kb_path)
+        prompts = task_prompts(the_task, prompts_writer, prompts_cache, kb_path=kb_path)
     else:
         missing = [c for c in classes if c not in class_prompts]
         if missing:
@@ -827,16 +936,25 @@ def score_files(
         "weights_sha256": registry.sha256_file(weights) if weights and Path(weights).is_file() else None,
         "task": task,
         "classes": classes,
-        "prompts_sha256": _prompts_digest(prompts, classes),
+        "prompts_sha256": _prompts_digest(prompts, classes) if prompts is not None else None,
         "softmax": bool(softmax),
         "shard_size": int(shard_size),
         "hash_ids": bool(hash_ids),
         "salt_check": hash_id("medzs-salt-check", salt) if hash_ids and salt else None,
     }
+    criteria_scorer = None
+    if criteria_name:  # only then: keeps the run keys of embedding-only runs unchanged
+        criteria_scorer = registry.create_scorer(criteria_name)
+        run_info["criteria"] = {"name": criteria_name, "rules_sha256": _criteria_digest(criteria_scorer, the_task),
+                                "fusion": ("fuse_per_record: 0.5 * embedding on [0, 1] ((cos+1)/2, or the softmax "
+                                           "probability) + 0.5 * criteria; criteria NaN: embedding alone")
+                                if hybrid else None}
     run_key = hashlib.sha256(json.dumps(run_info, sort_keys=True).encode()).hexdigest()
     metadata = {"run_key": run_key, **{k: run_info[k] for k in ("format", "version", "n_records", "model", "task",
                                                                 "classes", "prompts_sha256", "hash_ids",
                                                                 "softmax")}}
+    if criteria_name:
+        metadata["criteria"] = run_info["criteria"]
     plan = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
 
     def result(n_resumed: int, complete: bool) -> BatchResult:
@@ -893,23 +1011,26 @@ def score_files(
         pending = [r for r in plan if r not in done]
         logger.info("score: %d shards, %d complete, %d to do (engine %s)", len(plan), len(done), len(pending),
                     engine)
-        formatter = _RowFormatter(records, classes, model, task, salt if hash_ids else None, metadata)
+        formatter = _RowFormatter(records, classes, model_label, task, salt if hash_ids else None, metadata)
 
         if pending:
             from tqdm.auto import tqdm
 
-            loaded = registry.create_model(model, weights=weights if weights != config.weights else None)
-            class_emb = _class_embeddings(loaded, prompts, classes)
+            w_override = weights if config is not None and weights != config.weights else None
+            loaded = registry.create_model(model, weights=w_override) if config is not None else None
+            class_emb = _class_embeddings(loaded, prompts, classes) if loaded is not None else None
             bar = tqdm(total=n, initial=n - sum(e - s for s, e in pending), unit="ECG", desc="score",
                        disable=not progress, dynamic_ncols=True)
-            job = Job(records=records, pending=pending, model_name=model,
-                      weights=weights if weights != config.weights else None, class_emb=class_emb,
+            job = Job(records=records, pending=pending, model_name=model if config is not None else None,
+                      weights=w_override, class_emb=class_emb,
                       softmax=softmax, batch_size=batch_size, model=loaded if engine == "local" else None,
                       torch_threads=torch_threads,
                       progress=bar.update,
                       options={"address": ray_address, "num_actors": ray_actors,
                                "cpus_per_actor": ray_cpus_per_actor, "num_cpus": ray_num_cpus,
-                               "show_progress": progress})
+                               "show_progress": progress},
+                      criteria=criteria_name, task=task,
+                      criteria_scorer=criteria_scorer if engine == "local" else None)
             if engine != "local":
                 del loaded
             try:

@@ -1,7 +1,7 @@
 """Ray engine of :mod:`medzs.batch`: the same job on Ray Data, locally or on a cluster.
 
 Pipeline: ``ray.data.from_items(records)`` -> ``map_batches(RayScorer, compute=ActorPoolStrategy(size=k))``
-(each actor builds the model **once** and scores batches with :class:`medzs.batch.BatchScorer`, exactly as the
+(each actor builds the model - and/or the criteria scorer - **once** and scores batches with :class:`medzs.batch.BatchScorer`, exactly as the
 local engine does) -> the driver streams the small score rows back (``iter_batches``, order preserved) and writes
 each shard atomically as soon as all its rows have arrived. Signals are read on the workers and never travel;
 only paths go out and scores come back. Resumption, the output schema, id hashing and the final merge are those
@@ -69,18 +69,20 @@ class RayScorer:
     """Ray Data callable class: builds the model once per actor, then scores batches of records.
 
     Args:
-        model_name: Registry name. weights: Checkpoint override (None: the config's).
-        class_emb: ``(C, D)`` class embeddings computed once by the driver.
+        model_name: Registry name (None: the criteria scorer alone). weights: Checkpoint override (None: the
+            config's).
+        class_emb: ``(C, D)`` class embeddings computed once by the driver (None without a model).
         softmax: Softmax scores. torch_threads: Torch intra-op threads of this actor.
+        criteria: Registered scorer (``ecg-criteria.kb``), alone or fused with the model. task: Its task name.
     """
 
-    def __init__(self, model_name: str, weights: str | None, class_emb: np.ndarray, softmax: bool,
-                 torch_threads: int = 1) -> None:
+    def __init__(self, model_name: str | None, weights: str | None, class_emb: np.ndarray | None, softmax: bool,
+                 torch_threads: int = 1, criteria: str | None = None, task: str | None = None) -> None:
         for k, v in _WORKER_ENV.items():
             os.environ.setdefault(k, v)
-        self.n_classes = int(np.asarray(class_emb).shape[0])
         self.scorer = BatchScorer.load(model_name, class_emb, weights=weights, softmax=softmax,
-                                       torch_threads=torch_threads)
+                                       torch_threads=torch_threads, criteria=criteria, task=task)
+        self.n_classes = self.scorer.n_classes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = [Record(int(i), str(p), str(s))
@@ -137,8 +139,9 @@ def ray_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
         ds = ds.map_batches(
             RayScorer,
             fn_constructor_kwargs={"model_name": job.model_name, "weights": job.weights,
-                                   "class_emb": np.asarray(job.class_emb), "softmax": job.softmax,
-                                   "torch_threads": max(1, int(cpus_per_actor))},
+                                   "class_emb": None if job.class_emb is None else np.asarray(job.class_emb),
+                                   "softmax": job.softmax, "torch_threads": max(1, int(cpus_per_actor)),
+                                   "criteria": job.criteria, "task": job.task},
             batch_size=job.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n_actors),

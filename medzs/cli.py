@@ -67,18 +67,20 @@ def zeroshot(
 
 @app.command()
 def models() -> None:
-    """List registered models with their input spec and weights."""
+    """List registered models (embedding encoders) and scorers (e.g. the knowledge-criteria scorer)."""
     from rich.console import Console
     from rich.table import Table
 
     from medzs import registry
 
-    t = Table("name", "input", "weights", "description")
+    t = Table("name", "kind", "input", "weights", "description")
     for name in registry.list_models():
         c = registry.get_config(name)
         s = c.input_spec
-        t.add_row(name, f"{len(s.leads)} x {s.n_samples} @ {s.fs:g} Hz, {s.normalization}",
+        t.add_row(name, "embedding", f"{len(s.leads)} x {s.n_samples} @ {s.fs:g} Hz, {s.normalization}",
                   c.weights or "(user path / random)", c.description)
+    for name in registry.list_scorers():
+        t.add_row(name, "scorer", "12-lead ECG as read (measured)", "none", registry.SCORERS[name][1])
     Console().print(t)
 
 
@@ -172,9 +174,12 @@ def prompts_build(
 def score(
     inputs: list[str] = typer.Argument(..., help="Folders (recursive), files, glob patterns (quoted) or manifest "
                                                  "CSVs (column `path`, optional `record_id`)."),
-    model: str = typer.Option(..., help="Registry name (see `medzs models`)."),
+    model: str = typer.Option(..., help="Registry name (see `medzs models`): an embedding model or a scorer "
+                                        "(ecg-criteria.kb)."),
     task: str = typer.Option(..., help="Task, e.g. ptbxl-super: one score column per class."),
     out: Path = typer.Option(..., help="Output Parquet file (shards go to OUT.shards/ until the merge)."),
+    hybrid: Optional[str] = typer.Option(None, help="Fuse a scorer (ecg-criteria.kb) with the embedding model, per "
+                                                    "record (docs/batch.md)."),
     engine: str = typer.Option("local", help="local | ray"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS or local)."),
     ray_actors: Optional[int] = typer.Option(None, help="Ray scoring actors (default: one per CPU)."),
@@ -211,7 +216,7 @@ def score(
                       batch_size=batch_size, shard_size=shard_size, hash_ids=hash_ids, salt=salt,
                       prompts_writer=prompts_writer, prompts_cache=cache, softmax=softmax, overwrite=overwrite,
                       keep_shards=keep_shards, progress=progress, torch_threads=threads, ray_address=ray_address,
-                      ray_actors=ray_actors)
+                      ray_actors=ray_actors, hybrid=hybrid)
     typer.echo(json.dumps(res.to_dict(), indent=2))
 
 
