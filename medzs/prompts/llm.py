@@ -176,6 +176,11 @@ class LLMWriter(PromptWriter):
         max_words: Maximum words per descriptor.
         require_citation: Drop descriptors that cite no passage.
         modality: ``"ecg"``, ``"cxr"`` or ``"ct"``; None derives it from the passages' entry ids.
+        validator: A grounding validator (``validate(class_name, prompts, passages, entry_id=...) ->
+            (kept, dropped)`` and ``config_hash``, e.g. :class:`medzs.prompts.validator.GroundingValidator`),
+            run on each parsed answer; an answer none of whose descriptors it keeps is retried like a
+            malformed one, and when the last attempt is unsupported too, only the condition name is kept (the
+            rejected descriptors are in ``dropped`` with their reasons). None = no validation.
 
     Raises:
         ValueError: ``n_descriptors < 1`` or ``max_retries < 0``.
@@ -193,6 +198,7 @@ class LLMWriter(PromptWriter):
         max_words: int = 40,
         require_citation: bool = True,
         modality: str | None = None,
+        validator: Any | None = None,
     ):
         if n_descriptors < 1:
             raise ValueError(f"n_descriptors: expected >= 1, got {n_descriptors}")
@@ -205,6 +211,7 @@ class LLMWriter(PromptWriter):
         self.max_words = int(max_words)
         self.require_citation = bool(require_citation)
         self.modality = modality
+        self.validator = validator
 
     @property
     def model(self) -> str:
@@ -217,7 +224,8 @@ class LLMWriter(PromptWriter):
         blob = json.dumps(
             {"writer": self.name, "version": LLM_WRITER_VERSION, "system": SYSTEM_PROMPT, "human": HUMAN_TEMPLATE,
              "retry": _RETRY_MESSAGE, "n": self.n_descriptors, "include_name": self.include_name,
-             "max_words": self.max_words, "require_citation": self.require_citation, "modality": self.modality},
+             "max_words": self.max_words, "require_citation": self.require_citation, "modality": self.modality,
+             **({"validator": self.validator.config_hash} if self.validator is not None else {})},
             sort_keys=True, separators=(",", ":"),
         )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -303,6 +311,16 @@ class LLMWriter(PromptWriter):
                 content, known, max_words=self.max_words, require_citation=self.require_citation
             )
             all_dropped.extend(dropped)
+            if error is None and self.validator is not None:
+                prompts, rejected = self.validator.validate(name, prompts, passages, entry_id=entry_id)
+                all_dropped.extend(rejected)
+                if not prompts:
+                    error = "no descriptor is supported by the cited passages: " + "; ".join(
+                        f"{d['text']!r}: {d['reason']}" for d in rejected[:3])
+                    if attempt == self.max_retries:  # well-formed but unsupported: dropped, and logged as such
+                        logger.warning("LLM writer: condition '%s': no supported descriptor after %d attempt(s); "
+                                       "keeping the condition name only", name, attempt + 1)
+                        return ([Prompt(name)] if self.include_name else []), all_dropped
             if error is None:
                 if len(prompts) < self.n_descriptors:
                     logger.info("LLM writer: condition '%s': %d of %d descriptors usable", name, len(prompts),
