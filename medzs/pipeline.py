@@ -99,8 +99,19 @@ def load_ptbxl_signals(ds, ecg_ids, spec, progress: bool = True) -> np.ndarray:
     return out
 
 
-def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path: str | Path | None = None):
+def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path: str | Path | None = None,
+                 llm: str | None = None):
     """Class prompts of a task: from the prompt cache, written from the knowledge base when missing/stale.
+
+    Args:
+        task: A :class:`medzs.data.tasks.Task`.
+        writer_name: ``"grounded"``, ``"names"`` or ``"llm"`` (needs ``llm``).
+        cache_path: Prompt cache file/folder, or None (in memory).
+        kb_path: Chroma folder (default ``$MEDZS_HOME/chroma``).
+        llm: LLM backend setting for the ``"llm"`` writer (``gguf:PATH``, ``openai:MODEL@BASE_URL``,
+            ``ollama:MODEL[@URL]``; see :mod:`medzs.prompts.backends`). Its descriptors pass the grounding
+            validator; drops are recorded in the cache entries and in the validator log
+            (:func:`medzs.prompts.validator.validator_log_path`).
 
     Returns:
         ``dict[class_code, ClassPrompts]`` in the task's class order.
@@ -111,10 +122,18 @@ def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path:
 
     if writer_name in VARIANTS and writer_name != "names":  # controls: templates, random-words, chils, posneg
         return variant_task_prompts(task, writer_name, _resolve(str(cache_path)) if cache_path else None, kb_path)
-    writers = {"grounded": GroundedWriter, "names": NamesOnlyWriter}
+    writers = {"grounded": GroundedWriter, "names": NamesOnlyWriter, "llm": None}
     if writer_name not in writers:
         raise SpecError(f"prompts.writer: expected one of {sorted(writers)}, got {writer_name!r}")
-    writer = writers[writer_name]()
+    if (writer_name == "llm") != bool(llm and str(llm).lower() != "none"):
+        raise SpecError(f"prompts: writer 'llm' needs an llm setting and only it takes one (writer "
+                        f"{writer_name!r}, llm {llm!r})")
+    if writer_name == "llm":
+        from medzs.prompts.backends import make_llm_writer
+
+        writer = make_llm_writer(llm)
+    else:
+        writer = writers[writer_name]()
     classes = {c: (task.kb_ids[c], task.display_names[c]) for c in task.classes}
     cache = PromptCache(_resolve(str(cache_path)) if cache_path else None)
     from medzs.knowledge.kb import KnowledgeBase
@@ -128,7 +147,15 @@ def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path:
     def retrieve(entry_id: str, class_name: str):
         return kb.retrieve(entry_id, query=class_name, k=None)
 
-    return build_task_prompts(classes, retrieve, writer, cache)
+    try:
+        return build_task_prompts(classes, retrieve, writer, cache)
+    finally:  # also when a class fails: the classes written so far are cached, keep their validator log
+        if writer_name == "llm" and cache.path is not None:
+            from medzs.prompts.validator import validator_log_path, write_validator_log
+
+            write_validator_log(validator_log_path(cache.path), writer.validator, model=writer.model,
+                                writer_template_hash=writer.template_hash,
+                                class_codes={eid: code for code, (eid, _) in classes.items()})
 
 
 def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
@@ -169,7 +196,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     spec = model.config.input_spec
     x = load_ptbxl_signals(ds, ids, spec, progress=progress)
     emb = embed_signals(model, x)
-    prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"))
+    prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"),
+                           llm=cfg.prompts.get("llm"))
     with torch.no_grad():  # plain prompts: class_embeddings + similarity; chils/posneg: their own scoring
         scores = score_prompts(lambda t: model.encode_text(list(t)), emb, [prompts[c] for c in task.classes],
                                softmax=bool(cfg.scoring.get("softmax", False)))
