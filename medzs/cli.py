@@ -123,22 +123,45 @@ def kb_query(
     text: str = typer.Argument(..., help="Free-text query, e.g. 'wide QRS with notched R in V6'."),
     k: int = typer.Option(5, "-k", help="Passages to show."),
     path: Optional[Path] = typer.Option(None, help="Chroma folder."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c",
+                                             help="Collection (default: the curated one; or an ingested one)."),
 ) -> None:
     """Show the passages nearest to a query, with ids and sources."""
     _setup(False)
     from rich.console import Console
 
-    from medzs.knowledge.kb import KnowledgeBase
+    from medzs.knowledge.kb import DEFAULT_COLLECTION, KnowledgeBase
     from medzs.knowledge.loader import load_entries
 
-    kb = KnowledgeBase(path)
-    if kb.count() == 0:
+    curated = collection in (None, DEFAULT_COLLECTION)
+    kb = KnowledgeBase(path) if curated else KnowledgeBase(path, collection=collection, create=False)
+    if curated and kb.count() == 0:
         kb.build(load_entries())
     console = Console()
     for p in kb.query(text, k=k):
         score = f"{p.score:.3f}" if p.score is not None else "-"
-        console.print(f"[bold]{p.id}[/bold]  score={score}  sources={', '.join(p.sources)}")
+        where = "".join(f"  {key}={p.metadata[key]}" for key in ("file", "page", "row", "section")
+                        if key in p.metadata)
+        console.print(f"[bold]{p.id}[/bold]  score={score}  sources={', '.join(p.sources)}{where}")
         console.print(f"  {p.text}")
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    path: Path = typer.Argument(..., help="A Markdown, CSV, text or PDF file, or a folder of them."),
+    collection: str = typer.Option(..., "--collection", "-c", help="Named collection to ingest into."),
+    store: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma)."),
+    chunk_size: int = typer.Option(1000, help="Maximum characters per passage."),
+    chunk_overlap: int = typer.Option(100, help="Characters shared by neighbouring passages."),
+    modality: Optional[str] = typer.Option(None, help="Modality recorded on the passages (ecg, cxr, ct)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Ingest your own documents into a separate, named collection (source file, page/row recorded)."""
+    _setup(verbose)
+    from medzs.knowledge.ingest import ingest
+
+    report = ingest(path, collection, store, chunk_size=chunk_size, chunk_overlap=chunk_overlap, modality=modality)
+    typer.echo(json.dumps(report.to_dict(), indent=2))
 
 
 @kb_app.command("stats")
@@ -153,21 +176,34 @@ def kb_stats() -> None:
 @prompts_app.command("build")
 def prompts_build(
     task: str = typer.Option(..., help="Task, e.g. ptbxl-super."),
-    writer: str = typer.Option("grounded", help="grounded | names"),
-    cache: Optional[Path] = typer.Option(None, help="Cache file (default: knowledge/prompts/<task>.<writer>.json)."),
+    writer: str = typer.Option("grounded", help="grounded | names (ignored with --llm)"),
+    llm: Optional[str] = typer.Option(None, help="LLM writer backend: gguf:PATH | openai:MODEL@BASE_URL | "
+                                                 "ollama:MODEL or ollama:MODEL@URL | none (default: no LLM)."),
+    cache: Optional[Path] = typer.Option(None, help="Cache file (default: knowledge/prompts/<task>.<writer>.json, "
+                                                    "<task>.llm-<model>.json with --llm)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Retrieve each class's passages and write its prompts into the cache."""
     _setup(verbose)
     from medzs.data.tasks import get_task
     from medzs.pipeline import REPO_ROOT, task_prompts
+    from medzs.prompts.backends import model_slug, parse_llm_setting
 
     t = get_task(task)
-    cache = cache or REPO_ROOT / "knowledge" / "prompts" / f"{task}.{writer}.json"
-    prompts = task_prompts(t, writer, cache)
+    setting = parse_llm_setting(llm)
+    if setting is not None:
+        writer = "llm"
+    tag = f"llm-{model_slug(setting)}" if setting is not None else writer
+    cache = cache or REPO_ROOT / "knowledge" / "prompts" / f"{task}.{tag}.json"
+    prompts = task_prompts(t, writer, cache, llm=llm if setting is not None else None)
     for c in t.classes:
-        typer.echo(f"{c}: {len(prompts[c].prompts)} prompts")
+        n_drop = len(prompts[c].dropped)
+        typer.echo(f"{c}: {len(prompts[c].prompts)} prompts" + (f", {n_drop} dropped" if n_drop else ""))
     typer.echo(f"cache: {cache}")
+    if setting is not None:
+        from medzs.prompts.validator import validator_log_path
+
+        typer.echo(f"validator log: {validator_log_path(cache)}")
 
 
 @app.command()
