@@ -15,21 +15,25 @@ in this order, against the *cited* passages only; the first failing check drops 
 4. **lexical support**: at least :attr:`GroundingValidator.min_lexical` of the descriptor's content words
    (lower-cased, light stemming, stop words and the condition name's own words removed) occur in the cited
    passages;
-5. **embedding support**: cosine similarity between the descriptor and its best cited passage, both embedded
-   with the bundled all-MiniLM-L6-v2 (:func:`medzs.knowledge.embedding.embed_texts`), is at least
+5. **embedding support**: cosine similarity between the descriptor and its best cited passage (the whole
+   passage, each of its sentences, or each name of a synonyms passage), all embedded with the bundled
+   all-MiniLM-L6-v2 (:func:`medzs.knowledge.embedding.embed_texts`), is at least
    :attr:`GroundingValidator.min_cosine`.
 
-Thresholds (defaults ``min_lexical=0.5``, ``min_cosine=0.5``): for all-MiniLM-L6-v2, a prompt composed verbatim
-from its passage (the grounded writer's output) scores about 0.75-0.95 against it, a faithful paraphrase
-about 0.6-0.85, and a sentence about the same topic but another criterion or condition about 0.2-0.5
-(measured on the PTB-XL entries of ``knowledge/ecg``; ``tests/test_validator.py`` checks that every grounded
-prompt of the ECG knowledge base passes). The lexical check is the stricter one for invented content; the
-embedding check catches descriptors that reuse the passage's words in an unrelated sense.
+Thresholds (defaults ``min_lexical=0.5``, ``min_cosine=0.5``), measured on the 215 entries of ``knowledge/``:
+every grounded-writer prompt (text taken verbatim from its passage) passes both, with cosine >= 0.92 for
+definition and criterion prompts; descriptors checked against a criterion of a *different* entry have median
+cosine 0.18 (95th percentile 0.47); 30 % of them are stopped by the number or lexical checks and 6 of 1150
+pass every check. The descriptors the local Qwen2.5 1.5B model wrote for ``ptbxl-super`` and that were kept
+score 0.59-1.0 (cosine) and 0.5-1.0 (lexical). ``tests/test_validator.py`` checks the grounded prompts of the
+superclasses and every sixth ECG entry. The numbers check is the strictest: an LLM that cites the wrong passage
+for a correct number (a frequent error of small models) loses that descriptor.
 
 The validator is deterministic (no sampling; the embedding model runs in inference mode) and its settings
 enter the writer's ``template_hash`` (:attr:`GroundingValidator.config_hash`), so changing a threshold
 invalidates cached prompts. Each call is recorded in :attr:`GroundingValidator.log` (kept descriptors with
-their scores, dropped ones with the reason); :func:`write_validator_log` stores it next to the prompt cache.
+their scores, dropped ones with the reason); :func:`write_validator_log` stores it in ``validator/`` next to the prompt cache
+(:func:`validator_log_path`).
 
 Example:
     >>> v = GroundingValidator()  # doctest: +SKIP
