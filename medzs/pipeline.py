@@ -30,7 +30,7 @@ class PipelineConfig:
         task: Task name (see :mod:`medzs.data.tasks`).
         dataset: ``{"name": "ptbxl", "root": path|None, "split": "test9-10"|..., "ecg_ids": [...]}``.
         model: ``{"name": registry name, "weights": path|None}``.
-        prompts: ``{"writer": "grounded"|"names", "cache": path}``.
+        prompts: ``{"writer": "grounded"|"names"|"llm", "cache": path, "llm": "gguf:PATH"|"openai:MODEL@URL"|...}``.
         scoring: ``{"softmax": bool}``.
         metrics: ``{"n_boot": int, "seed": int}``.
         output: Output folder.

@@ -32,8 +32,8 @@ for a correct number (a frequent error of small models) loses that descriptor.
 The validator is deterministic (no sampling; the embedding model runs in inference mode) and its settings
 enter the writer's ``template_hash`` (:attr:`GroundingValidator.config_hash`), so changing a threshold
 invalidates cached prompts. Each call is recorded in :attr:`GroundingValidator.log` (kept descriptors with
-their scores, dropped ones with the reason); :func:`write_validator_log` stores it in ``validator/`` next to the prompt cache
-(:func:`validator_log_path`).
+their scores, dropped ones with the reason); :func:`write_validator_log` stores it in ``validator/`` next to
+the prompt cache (:func:`validator_log_path`).
 
 Example:
     >>> v = GroundingValidator()  # doctest: +SKIP
