@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="medzs: zero-shot ECG classification with clinical-knowledge grounding.")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, query, stats.")
 prompts_app = typer.Typer(no_args_is_help=True, help="Class prompts (CKEPE): build and show.")
@@ -69,16 +69,18 @@ def zeroshot(
 def models() -> None:
     """List registered models (embedding encoders) and scorers (e.g. the knowledge-criteria scorer)."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from medzs import registry
 
-    t = Table("name", "kind", "input", "weights", "description")
+    # names and inputs never wrap or truncate: users copy them
+    t = Table(Column("name", no_wrap=True), "kind", Column("input", no_wrap=True), Column("weights", overflow="fold"),
+              Column("description", overflow="fold"))
     for name in registry.list_models():
         c = registry.get_config(name)
         s = c.input_spec
         t.add_row(name, "embedding", f"{len(s.leads)} x {s.n_samples} @ {s.fs:g} Hz, {s.normalization}",
-                  c.weights or "(user path / random)", c.description)
+                  Path(c.weights).name if c.weights else "(user path / random)", c.description)
     for name in registry.list_scorers():
         t.add_row(name, "scorer", "12-lead ECG as read (measured)", "none", registry.SCORERS[name][1])
     Console().print(t)
@@ -270,5 +272,25 @@ def data_ptbxl(
     typer.echo(str(dest))
 
 
+def main() -> None:
+    """Console entry point: user errors (bad file, field or name) print one line and exit 2, no traceback.
+
+    Set ``MEDZS_DEBUG=1`` to see the traceback.
+    """
+    import os
+    import sys
+
+    from medzs.errors import MedzsError
+
+    try:
+        app()
+    except (MedzsError, FileNotFoundError, KeyError) as exc:
+        if os.environ.get("MEDZS_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"medzs: error: {type(exc).__name__}: {msg}", file=sys.stderr)  # noqa: T201 - CLI output
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

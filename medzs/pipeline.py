@@ -48,6 +48,16 @@ class PipelineConfig:
     path: str = ""
 
 
+#: Allowed keys of each nested section of a pipeline file (a typo must fail, not fall back to a default).
+NESTED_FIELDS: dict[str, set[str]] = {
+    "dataset": {"name", "root", "split", "ecg_ids"},
+    "model": {"name", "weights", "hybrid"},
+    "prompts": {"writer", "cache", "llm"},
+    "scoring": {"softmax"},
+    "metrics": {"n_boot", "seed"},
+}
+
+
 def load_pipeline(path: str | Path) -> PipelineConfig:
     """Read and check a pipeline YAML file.
 
@@ -69,6 +79,16 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     unknown = set(raw) - known
     if unknown:
         raise SpecError(f"pipeline {path}: unknown fields {sorted(unknown)} (expected {sorted(known)})")
+    for section, allowed in NESTED_FIELDS.items():
+        value = raw.get(section)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise SpecError(f"pipeline {path}: field '{section}' must be a mapping, got {value!r}")
+        bad = set(value) - allowed
+        if bad:
+            raise SpecError(f"pipeline {path}: unknown fields {sorted(f'{section}.{k}' for k in bad)} "
+                            f"(expected {sorted(f'{section}.{k}' for k in allowed)})")
     return PipelineConfig(**raw, path=str(path))
 
 

@@ -79,3 +79,21 @@ def test_cli_lists_models():
     out = subprocess.run([sys.executable, "-m", "medzs.cli", "models"], capture_output=True, text=True,
                          check=True, cwd=REPO, env={**os.environ, "COLUMNS": "250"})
     assert DEFAULT in out.stdout and "1000 @ 100 Hz" in out.stdout
+
+
+def test_pipeline_typo_in_a_nested_field_fails_naming_it(tmp_path):
+    from medzs.errors import SpecError
+    from medzs.pipeline import load_pipeline
+
+    text = (REPO / "pipelines" / "ptbxl-super.yaml").read_text().replace("softmax: false", "softmx: false")
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(text)
+    with pytest.raises(SpecError, match=r"typo.yaml: unknown fields \['scoring.softmx'\]"):
+        load_pipeline(bad)
+
+
+def test_cli_user_error_is_one_line_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "medzs.cli", "zeroshot", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"medzs: error: FileNotFoundError: pipeline {tmp_path / 'missing.yaml'} not found"
