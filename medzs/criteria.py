@@ -526,8 +526,8 @@ def run_criteria_pipeline(cfg: Any, task: Any, ds: Any, root: Any, labels: Any, 
                           out_dir: str | Path | None, progress: bool, t0: float) -> dict[str, Any]:
     """The ``model.name: ecg-criteria.kb`` branch of :func:`medzs.pipeline.run_zeroshot`.
 
-    Classes the scorer cannot score get no AUROC (their labels are masked for the metrics; their scores are
-    written as empty cells) and are named in the provenance; the macro AUROC is over the scorable classes.
+    Classes the scorer cannot score get no AUROC (their scores are NaN, written as empty cells; their label
+    counts are still reported) and are named in the provenance; the macro AUROC is over the scorable classes.
     """
     import sys
 
@@ -538,10 +538,11 @@ def run_criteria_pipeline(cfg: Any, task: Any, ds: Any, root: Any, labels: Any, 
     res = ptbxl_criteria(ds, ids, task, cfg.model["name"], progress=progress)
     classes = list(task.classes)
     y = labels[classes].to_numpy(dtype=float)
-    y_eval = y.copy()
-    y_eval[:, ~res.scorable] = np.nan
+    # not-scorable classes keep their labels (n_pos is reported) and get all-NaN scores: no AUROC
+    scores_eval = res.filled(0.5)
+    scores_eval[:, ~res.scorable] = np.nan
     n_boot, seed = int(cfg.metrics.get("n_boot", 1000)), int(cfg.metrics.get("seed", 0))
-    table, macro = evaluate(y_eval, res.filled(0.5), classes, n_boot=n_boot, seed=seed)
+    table, macro = evaluate(y, scores_eval, classes, n_boot=n_boot, seed=seed)
     provenance = {
         "pipeline": cfg.name, "pipeline_file": cfg.path, "task": task.name,
         "dataset": {"name": "PTB-XL", "root": str(root), "split": cfg.dataset.get("split"), "n_records": len(ids),
@@ -561,7 +562,7 @@ def run_criteria_pipeline(cfg: Any, task: Any, ds: Any, root: Any, labels: Any, 
     }
     out = Path(out_dir or cfg.output)
     files = write_report(out, record_ids=[str(i) for i in ids], classes=classes, scores=res.scores,
-                         y_true=y_eval, table=table, macro=macro, provenance=provenance)
+                         y_true=y, table=table, macro=macro, provenance=provenance)
     files = dict(files)
     files["criteria_explanations"] = res.write_explanations(out, {"task": task.name, "pipeline": cfg.name})
     return {"table": table, "macro": macro, "files": files, "n_records": len(ids), "criteria": res}

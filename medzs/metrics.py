@@ -56,7 +56,9 @@ def _prepare(y_true: Any, scores: Any, classes: Sequence[str] | None) -> tuple[n
     finite = ~np.isnan(y)
     if np.any((y[finite] != 0) & (y[finite] != 1)):
         raise ValueError("y_true: expected values 1, 0 or NaN")
-    bad = finite & ~np.isfinite(s)
+    # a condition the scorer does not score at all (every score NaN) is reported, not an error
+    unscored = np.all(np.isnan(s), axis=0) if s.shape[0] else np.zeros(s.shape[1], bool)
+    bad = finite & ~np.isfinite(s) & ~unscored[None, :]
     if np.any(bad):
         cols = sorted({classes[j] for j in np.nonzero(bad)[1]})
         raise ValueError(f"scores: expected finite scores for labelled records, got NaN/inf for {cols}")
@@ -98,7 +100,7 @@ def _bootstrap(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> np.ndarr
         counts = counts.reshape(b, n_rec).astype(np.float64)
         for j, m in enumerate(masks):
             yj = y[m, j]
-            if yj.size == 0 or yj.min() == yj.max():
+            if yj.size == 0 or yj.min() == yj.max() or np.isnan(s[m, j]).all():
                 continue
             out[b0:b0 + b, j] = _weighted_auc(yj, s[m, j], counts[:, m])
     return out
@@ -122,7 +124,9 @@ def _table(y: np.ndarray, s: np.ndarray, classes: list[str], boot: np.ndarray, c
         yj, sj = y[m, j], s[m, j]
         n_pos, n = int(yj.sum()), int(m.sum())
         auc, lo, hi = float("nan"), float("nan"), float("nan")
-        if n_pos == 0 or n_pos == n:
+        if n and np.isnan(sj).all():
+            logger.info("condition %s: not scored (all scores NaN); AUROC undefined (NaN)", name)
+        elif n_pos == 0 or n_pos == n:
             logger.info("condition %s: only one label value among %d labelled records (%d positive); "
                         "AUROC undefined (NaN)", name, n, n_pos)
         else:
@@ -227,7 +231,8 @@ def evaluate(y_true: Any, scores: Any, classes: Sequence[str] | None = None, n_b
 
     Returns:
         ``(table, macro)`` where ``macro`` is ``{"auroc", "ci_low", "ci_high", "n_conditions",
-        "n_conditions_total", "excluded": [conditions without a defined AUROC], "n_boot", "ci", "seed"}``.
+        "n_conditions_total", "excluded": [conditions without a defined AUROC], "not_scored": [conditions
+        whose scores are all NaN, i.e. the scorer cannot score them], "n_boot", "ci", "seed"}``.
 
     Raises:
         ValueError: as :func:`auroc_per_condition`.
@@ -241,6 +246,8 @@ def evaluate(y_true: Any, scores: Any, classes: Sequence[str] | None = None, n_b
     defined = ~np.isnan(table["auroc"].to_numpy(dtype=np.float64))
     lo, hi = _macro_from_boot(boot, defined, ci)
     macro = {"auroc": value, "ci_low": lo, "ci_high": hi, "n_conditions": used, "n_conditions_total": len(names),
-             "excluded": [n for n, d in zip(names, defined) if not d], "n_boot": int(n_boot), "ci": float(ci),
+             "excluded": [n for n, d in zip(names, defined) if not d],
+             "not_scored": [n for j, n in enumerate(names) if s.shape[0] and np.isnan(s[:, j]).all()],
+             "n_boot": int(n_boot), "ci": float(ci),
              "seed": int(seed)}
     return table, macro

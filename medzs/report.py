@@ -168,7 +168,7 @@ def roc_figure_png(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str
     aucs = {} if table is None else dict(zip(table["condition"].astype(str), table["auroc"]))
     panels = []
     for j, name in enumerate(classes):
-        m = ~np.isnan(y_true[:, j])
+        m = ~np.isnan(y_true[:, j]) & np.isfinite(scores[:, j])  # unscored conditions get no panel
         yj = y_true[m, j]
         if yj.size and 0 < yj.sum() < yj.size:
             fpr, tpr, _ = roc_curve(yj, scores[m, j])
@@ -220,8 +220,13 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
             over = f" over {used}" + (f" of {total}" if total is not None else "") + " conditions"
         parts.append(f'<p class="macro">Macro AUROC: {e(_auc_cell(macro))}{e(over)}</p>')
         if macro.get("excluded"):
-            excluded = ", ".join(map(str, macro["excluded"]))
-            parts.append(f"<p>Without a defined AUROC (one label value): {e(excluded)}</p>")
+            not_scored = set(macro.get("not_scored") or ())
+            one_value = [str(c) for c in macro["excluded"] if c not in not_scored]
+            if one_value:
+                parts.append(f"<p>Without a defined AUROC (one label value): {e(', '.join(one_value))}</p>")
+            if not_scored:
+                parts.append("<p>Without a defined AUROC (not scored by this model/scorer): "
+                             f"{e(', '.join(str(c) for c in macro['excluded'] if c in not_scored))}</p>")
     if table is not None and len(table):
         parts.append("<h2>AUROC per condition</h2><table><tr><th>condition</th><th>AUROC [95% CI]</th>"
                      "<th>n_pos</th><th>n_neg</th></tr>")

@@ -198,3 +198,21 @@ def test_metrics_input_validation():
     auroc_per_condition(y_ok, s_bad, ["A", "B"], n_boot=10)
     with pytest.raises(ValueError, match="ci"):
         auroc_per_condition(y, s, ["A", "B"], ci=95)
+
+
+def test_a_condition_without_scores_is_reported_with_its_label_counts():
+    """A scorer that cannot score a condition (all NaN) gets NaN AUROC, its n_pos, and a 'not_scored' note."""
+    from medzs.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    y = np.stack([rng.integers(0, 2, 60), rng.integers(0, 2, 60)], axis=1).astype(float)
+    s = np.stack([y[:, 0] + rng.normal(0, 0.5, 60), np.full(60, np.nan)], axis=1)
+    table, macro = evaluate(y, s, ["A", "B"], n_boot=50)
+    b = table.set_index("condition").loc["B"]
+    assert np.isnan(b["auroc"]) and b["n_pos"] == int(y[:, 1].sum()) > 0
+    assert macro["not_scored"] == ["B"] and macro["excluded"] == ["B"] and macro["n_conditions"] == 1
+    assert np.isfinite(macro["auroc"])
+    # a single NaN score of a scored, labelled record is still an error
+    s[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf"):
+        evaluate(y, s, ["A", "B"], n_boot=0)
