@@ -349,6 +349,19 @@ def test_gguf_model_writes_grounded_descriptors_offline_and_deterministically(tm
     hit = PromptCache(tmp_path / "gguf.json").get_or_write("CLBBB", "ecg.scp.CLBBB", name, passages, writer)
     assert hit.texts == cp.texts and time.perf_counter() - t0 < 1.0
 
+    # the engine's loopback HTTP endpoint (always started by xllamacpp) refuses requests without its random key
+    import urllib.error
+    import urllib.request
+
+    from medzs.prompts.gguf import load_server
+
+    server = load_server(GGUF)
+    req = urllib.request.Request(f"{server.listening_address}/v1/chat/completions", method="POST",
+                                 data=b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}',
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(req, timeout=30)
+
     short = ChatGGUF(model_path=str(GGUF), max_tokens=24)  # same engine (same path/context/threads/seed)
     q1, q2 = [HumanMessage(content="Name two ECG leads.")], [HumanMessage(content="What does QRS stand for?")]
     a1 = short.invoke(q1).content

@@ -6,8 +6,9 @@ offline:
 
 - **offline**: the model is a file the user points to (e.g. Qwen2.5 1.5B instruct Q4_K_M assembled by
   ``../shared/tools/get-local-llm``); nothing is downloaded (``offline=True``). The engine opens its HTTP
-  endpoint on ``127.0.0.1`` with a random port (xllamacpp always starts it); medzs never uses it and calls the
-  engine in-process (``handle_chat_completions``).
+  endpoint on ``127.0.0.1`` with a random port (xllamacpp always starts it), protected by a random API key
+  that is never stored or shown, so other local users cannot query it; medzs calls the engine in-process
+  (``handle_chat_completions``).
 - **deterministic**: greedy decoding (temperature 0, ``top_k`` 1), a fixed seed, and no KV-cache reuse between
   requests (``cache_prompt=False``), so one request gives the same answer whatever was asked before it.
 - **structured output**: an optional JSON schema constrains decoding (llama.cpp grammar / LLGuidance), e.g.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -36,7 +38,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
 from medzs.errors import PromptError
 
@@ -117,6 +119,7 @@ def load_server(model_path: str | Path, n_ctx: int = 4096, n_threads: int = 2, s
         params.ui = False
         params.hostnames = ["127.0.0.1"]
         params.port = 0
+        params.api_keys = [secrets.token_hex(16)]  # the HTTP endpoint is not ours to share
         params.verbosity = 0
         t0 = time.perf_counter()
         logger.info("loading GGUF model %s (n_ctx=%d, threads=%d)", path.name, n_ctx, n_threads)
@@ -178,8 +181,6 @@ class ChatGGUF(BaseChatModel):
     max_tokens: int = 768
     json_schema: dict[str, Any] | None = None
     model_name: str = Field(default="")
-
-    _key: tuple[str, int, int, int] | None = PrivateAttr(default=None)
 
     def model_post_init(self, __context: Any) -> None:  # noqa: D102 - pydantic hook
         if not self.model_name:
