@@ -367,12 +367,9 @@ def fuse_per_record(embedding_scores: Any, criteria_scores: Any, softmax: bool =
     Raises:
         ValueError: shapes differ or weight outside [0, 1].
     """
-    e = np.asarray(embedding_scores, dtype=np.float64)
-    c = np.asarray(criteria_scores, dtype=np.float64)
-    if e.shape != c.shape or e.ndim != 2:
-        raise ValueError(f"fuse_per_record: expected two (N, C) arrays of one shape, got {e.shape} and {c.shape}")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"fuse_per_record: weight must be in [0, 1], got {weight!r}")
+    from medzs.criteria import fusion_inputs
+
+    e, c = fusion_inputs(embedding_scores, criteria_scores, weight, "fuse_per_record")
     e01 = e if softmax else (np.clip(e, -1.0, 1.0) + 1.0) / 2.0
     return np.where(np.isfinite(c), (1.0 - weight) * e01 + weight * c, e01)
 
@@ -597,13 +594,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write_table(table: Any, path: Path) -> None:
-    import pyarrow.parquet as pq
-
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary sibling of ``path``; on success fsync it, ``os.replace`` it onto ``path`` and fsync the
+    folder, so a reader (or a resumed run) sees either the old file or the complete new one, never a part."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -611,6 +609,13 @@ def _atomic_write_table(table: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _atomic_write_table(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with _atomic_file(path) as fh:
+        pq.write_table(table, fh)
 
 
 def _shard_ok(path: Path, start: int, end: int, run_key: str) -> bool:
@@ -1047,13 +1052,8 @@ def score_files(
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with _atomic_file(path, "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _clear_shards(shards: Path) -> None:
@@ -1076,19 +1076,9 @@ def _merge(shards: Path, plan: Sequence[tuple[int, int]], out: Path, schema: Any
     import pyarrow.parquet as pq
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            with pq.ParquetWriter(fh, schema) as writer:
-                for s, e in plan:
-                    table = pq.read_table(shards / shard_name(s, e))
-                    if table.num_rows != e - s:
-                        raise RuntimeError(f"{shards / shard_name(s, e)}: {table.num_rows} rows, expected {e - s}")
-                    writer.write_table(table.replace_schema_metadata(schema.metadata))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(out.parent)
+    with _atomic_file(out) as fh, pq.ParquetWriter(fh, schema) as writer:
+        for s, e in plan:
+            table = pq.read_table(shards / shard_name(s, e))
+            if table.num_rows != e - s:
+                raise RuntimeError(f"{shards / shard_name(s, e)}: {table.num_rows} rows, expected {e - s}")
+            writer.write_table(table.replace_schema_metadata(schema.metadata))

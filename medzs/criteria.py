@@ -473,6 +473,24 @@ def _ranks01(col: np.ndarray) -> np.ndarray:
     return out
 
 
+def fusion_inputs(embedding_scores: Any, criteria_scores: Any, weight: float, who: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Check and convert the inputs of a hybrid fusion: two ``(N, C)`` float arrays and a weight in [0, 1].
+
+    Raises:
+        ValueError: shapes differ or weight outside [0, 1] (the message names ``who``).
+    """
+    if hasattr(embedding_scores, "detach"):
+        embedding_scores = embedding_scores.detach().cpu().numpy()
+    e = np.asarray(embedding_scores, dtype=np.float64)
+    c = np.asarray(criteria_scores, dtype=np.float64)
+    if e.shape != c.shape or e.ndim != 2:
+        raise ValueError(f"{who}: expected two (N, C) arrays of one shape, got {e.shape} and {c.shape}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{who}: weight must be in [0, 1], got {weight!r}")
+    return e, c
+
+
 def fuse_rank_average(embedding_scores: Any, criteria_scores: Any, weight: float = 0.5) -> np.ndarray:
     """Label-free hybrid: per class, ``(1 - weight) * rank(embedding) + weight * rank(criteria)``.
 
@@ -488,14 +506,7 @@ def fuse_rank_average(embedding_scores: Any, criteria_scores: Any, weight: float
     Raises:
         ValueError: shapes differ or weight outside [0, 1].
     """
-    if hasattr(embedding_scores, "detach"):
-        embedding_scores = embedding_scores.detach().cpu().numpy()
-    e = np.asarray(embedding_scores, dtype=np.float64)
-    c = np.asarray(criteria_scores, dtype=np.float64)
-    if e.shape != c.shape or e.ndim != 2:
-        raise ValueError(f"fuse_rank_average: expected two (N, C) arrays of one shape, got {e.shape} and {c.shape}")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"fuse_rank_average: weight must be in [0, 1], got {weight!r}")
+    e, c = fusion_inputs(embedding_scores, criteria_scores, weight, "fuse_rank_average")
     out = np.empty_like(e)
     for j in range(e.shape[1]):
         re = _ranks01(e[:, j])
