@@ -360,17 +360,24 @@ def _dicom_to_unit(
 
 
 def _read_dicom(p: Path, modality: str | None, window: tuple[float, float] | None) -> dict[str, Any]:
+    """Read a DICOM image; pydicom's warnings about non-conformant values are counted, not shown."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _read_dicom_inner(p, modality, window)
+    if caught:
+        logger.debug("%s: pydicom reported %d warning(s) about non-conformant values", p.name, len(caught))
+    out["meta"]["dicom_warnings"] = len(caught)
+    return out
+
+
+def _read_dicom_inner(p: Path, modality: str | None, window: tuple[float, float] | None) -> dict[str, Any]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    import warnings
-
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(p)
-        if caught:
-            logger.debug("%s: pydicom reported %d header warning(s)", p.name, len(caught))
+        ds = pydicom.dcmread(p)
     except InvalidDicomError as exc:
         raise RecordError(f"{p}: not a DICOM Part 10 file ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - truncated / malformed files
@@ -450,7 +457,6 @@ def _read_dicom(p: Path, modality: str | None, window: tuple[float, float] | Non
         "body_part": str(ds.get("BodyPartExamined", "") or "") or None,
         "manufacturer": str(ds.get("Manufacturer", "") or "") or None,
         "quality_flags": flags,
-        "header_warnings": len(caught),
         "identifiers": _identifiers(ds),
         **info,
     }
