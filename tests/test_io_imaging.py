@@ -18,9 +18,15 @@ import pytest
 
 pydicom = pytest.importorskip("pydicom", reason="the imaging extra (pydicom) is not installed")
 
-from medzs.errors import RecordError  # noqa: E402
-from medzs.io.ct import list_series, read_ct_dicom, read_ct_series, read_nifti, read_volume  # noqa: E402
-from medzs.io.image import detect_image_format, read_image  # noqa: E402
+from medzs.errors import RecordError
+from medzs.io.ct import (
+    list_series,
+    read_ct_dicom,
+    read_ct_series,
+    read_nifti,
+    read_volume,
+)
+from medzs.io.image import detect_image_format, read_image
 
 # Metadata files that are not images (every other file is in EXPECTED).
 NOT_IMAGES = {"MANIFEST.json", "PYDICOM_TEST_FILES_README.txt", "labels.csv"}
@@ -28,92 +34,92 @@ SERIES_20 = "tiny/dicom/ct_series_20slices"
 SERIES_4 = "dicom/series_tiny_ct_head_4slices"
 
 # path -> (reader, modality argument, expectation). Expectation: dict of values, or the error text (regex).
-_CXR = dict(modality="cxr")
+_CXR = {"modality": "cxr"}
 EXPECTED: dict[str, tuple[str, dict, object]] = {
     # chest CR, NEMA WG04 RG1: MONOCHROME1, 15-bit, window 15000/30000, PixelSpacing 0\0 -> unknown
-    "dicom/cr_dx/chest_CR_RG1_UNCR.dcm": ("image", _CXR, dict(shape=(1955, 1841), spacing=None, mean=0.7536,
-                                          voi="WindowCenter/WindowWidth", inverted=True, fmt="dicom",
-                                          flags={"pixel_spacing_unknown"}, ts="1.2.840.10008.1.2.1")),
-    "dicom/cr_dx/chest_CR_RG1_J2KR.dcm": ("image", _CXR, dict(shape=(1955, 1841), spacing=None, mean=0.7536,
-                                          voi="WindowCenter/WindowWidth", inverted=True, fmt="dicom",
-                                          flags={"pixel_spacing_unknown"}, ts="1.2.840.10008.1.2.4.90")),
-    "dicom/cr_dx/chest_CR_RG1_J2KI.dcm": ("image", _CXR, dict(shape=(1955, 1841), spacing=None, mean=0.7536,
-                                          voi="WindowCenter/WindowWidth", inverted=True, fmt="dicom",
-                                          flags={"pixel_spacing_unknown"}, ts="1.2.840.10008.1.2.4.91")),
-    "tiny/dicom/cxr/chest_CR_RG1_J2KI.dcm": ("image", _CXR, dict(shape=(1955, 1841), spacing=None, mean=0.7536,
-                                             voi="WindowCenter/WindowWidth", inverted=True, fmt="dicom",
-                                             flags={"pixel_spacing_unknown"}, ts="1.2.840.10008.1.2.4.91")),
+    "dicom/cr_dx/chest_CR_RG1_UNCR.dcm": ("image", _CXR, {"shape": (1955, 1841), "spacing": None, "mean": 0.7536,
+                                          "voi": "WindowCenter/WindowWidth", "inverted": True, "fmt": "dicom",
+                                          "flags": {"pixel_spacing_unknown"}, "ts": "1.2.840.10008.1.2.1"}),
+    "dicom/cr_dx/chest_CR_RG1_J2KR.dcm": ("image", _CXR, {"shape": (1955, 1841), "spacing": None, "mean": 0.7536,
+                                          "voi": "WindowCenter/WindowWidth", "inverted": True, "fmt": "dicom",
+                                          "flags": {"pixel_spacing_unknown"}, "ts": "1.2.840.10008.1.2.4.90"}),
+    "dicom/cr_dx/chest_CR_RG1_J2KI.dcm": ("image", _CXR, {"shape": (1955, 1841), "spacing": None, "mean": 0.7536,
+                                          "voi": "WindowCenter/WindowWidth", "inverted": True, "fmt": "dicom",
+                                          "flags": {"pixel_spacing_unknown"}, "ts": "1.2.840.10008.1.2.4.91"}),
+    "tiny/dicom/cxr/chest_CR_RG1_J2KI.dcm": ("image", _CXR, {"shape": (1955, 1841), "spacing": None, "mean": 0.7536,
+                                             "voi": "WindowCenter/WindowWidth", "inverted": True, "fmt": "dicom",
+                                             "flags": {"pixel_spacing_unknown"}, "ts": "1.2.840.10008.1.2.4.91"}),
     # RSNA / NIH CR, JPEG baseline 8-bit MONOCHROME2, 0.168 mm; the "fake" copy only has PI set to MONOCHROME1
     "dicom/cr_dx/chest_CR_rsna_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm": (
-        "image", _CXR, dict(shape=(1024, 1024), spacing=(0.168, 0.168), mean=0.6291, voi="BitsStored range",
-                            inverted=False, fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.4.50")),
+        "image", _CXR, {"shape": (1024, 1024), "spacing": (0.168, 0.168), "mean": 0.6291, "voi": "BitsStored range",
+                            "inverted": False, "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.4.50"}),
     "tiny/dicom/cxr/chest_CR_rsna_jpeg_baseline.dcm": (
-        "image", _CXR, dict(shape=(1024, 1024), spacing=(0.168, 0.168), mean=0.6291, voi="BitsStored range",
-                            inverted=False, fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.4.50")),
+        "image", _CXR, {"shape": (1024, 1024), "spacing": (0.168, 0.168), "mean": 0.6291, "voi": "BitsStored range",
+                            "inverted": False, "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.4.50"}),
     "dicom/cr_dx/chest_CR_rsna_fake_MONOCHROME1.dcm": (
-        "image", _CXR, dict(shape=(1024, 1024), spacing=(0.168, 0.168), mean=1 - 0.6291, voi="BitsStored range",
-                            inverted=True, fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.4.50")),
+        "image", _CXR, {"shape": (1024, 1024), "spacing": (0.168, 0.168), "mean": 1 - 0.6291, "voi": "BitsStored range",
+                            "inverted": True, "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.4.50"}),
     # highdicom DX thumbnail, MONOCHROME1, window 128/256, PixelSpacing = ImagerPixelSpacing 1.2\1.2012
     "dicom/cr_dx/chest_DX_highdicom_small.dcm": (
-        "image", _CXR, dict(shape=(169, 211), spacing=(1.2, 1.2012), mean=0.3497, voi="WindowCenter/WindowWidth",
-                            inverted=True, fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.1")),
+        "image", _CXR, {"shape": (169, 211), "spacing": (1.2, 1.2012), "mean": 0.3497, "voi": "WindowCenter/WindowWidth",
+                            "inverted": True, "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.1"}),
     "tiny/dicom/cxr/chest_DX_small_MONOCHROME1.dcm": (
-        "image", _CXR, dict(shape=(169, 211), spacing=(1.2, 1.2012), mean=0.3497, voi="WindowCenter/WindowWidth",
-                            inverted=True, fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.1")),
+        "image", _CXR, {"shape": (169, 211), "spacing": (1.2, 1.2012), "mean": 0.3497, "voi": "WindowCenter/WindowWidth",
+                            "inverted": True, "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.1"}),
     # NEMA RG3 tibia CR (Fuji), MONOCHROME1, 10-bit, window 550/1024, no spacing at all
-    "dicom/cr_dx/extremity_CR_RG3_J2KI.dcm": ("image", _CXR, dict(shape=(1760, 1760), spacing=None, mean=0.6961,
-                                              voi="WindowCenter/WindowWidth", inverted=True, fmt="dicom",
-                                              flags={"pixel_spacing_unknown"}, ts="1.2.840.10008.1.2.4.91")),
+    "dicom/cr_dx/extremity_CR_RG3_J2KI.dcm": ("image", _CXR, {"shape": (1760, 1760), "spacing": None, "mean": 0.6961,
+                                              "voi": "WindowCenter/WindowWidth", "inverted": True, "fmt": "dicom",
+                                              "flags": {"pixel_spacing_unknown"}, "ts": "1.2.840.10008.1.2.4.91"}),
     # single CT slices read as 2-D images (file window, else the default CT window -1000..1000 HU)
-    "dicom/ct/CQ500_head_693_UNCR.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.478516, 0.478516), mean=0.1574, voi="WindowCenter/WindowWidth", inverted=False,
-        fmt="dicom", flags={"mostly_saturated"}, ts="1.2.840.10008.1.2.1")),
-    "dicom/ct/CQ500_head_693_J2KR.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.478516, 0.478516), mean=0.1574, voi="WindowCenter/WindowWidth", inverted=False,
-        fmt="dicom", flags={"mostly_saturated"}, ts="1.2.840.10008.1.2.4.90")),
-    "dicom/ct/CQ500_head_693_J2KI.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.478516, 0.478516), mean=0.1739, voi="WindowCenter/WindowWidth", inverted=False,
-        fmt="dicom", flags={"mostly_saturated"}, ts="1.2.840.10008.1.2.4.91")),
-    "dicom/ct/CT_small.dcm": ("image", dict(modality="ct"), dict(
-        shape=(128, 128), spacing=(0.661468, 0.661468), mean=0.4404, voi="default CT window", inverted=False,
-        fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.1")),
-    "tiny/dicom/ct_single/CT_small.dcm": ("image", dict(modality="ct"), dict(
-        shape=(128, 128), spacing=(0.661468, 0.661468), mean=0.4404, voi="default CT window", inverted=False,
-        fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.1")),
-    "dicom/ct/lungmask_chest_ct_0.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.625, 0.625), mean=None, voi="default CT window", inverted=False, fmt="dicom",
-        flags={"modality_tag_absent"}, ts="1.2.840.10008.1.2.1")),
-    "dicom/ct/lungmask_chest_ct_1.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.625, 0.625), mean=None, voi="default CT window", inverted=False, fmt="dicom",
-        flags={"modality_tag_absent"}, ts="1.2.840.10008.1.2.1")),
-    "dicom/ct/neck_ct_jpegll_bad_sequence.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.287109375, 0.287109375), mean=0.4671, voi="WindowCenter/WindowWidth",
-        inverted=False, fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.4.70")),
-    "dicom/ct/pancreas_ct_j2k_explicitVR_UN.dcm": ("image", dict(modality="ct"), dict(
-        shape=(512, 512), spacing=(0.859375, 0.859375), mean=0.1665, voi="default CT window", inverted=False,
-        fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.4.90")),
+    "dicom/ct/CQ500_head_693_UNCR.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.478516, 0.478516), "mean": 0.1574, "voi": "WindowCenter/WindowWidth", "inverted": False,
+        "fmt": "dicom", "flags": {"mostly_saturated"}, "ts": "1.2.840.10008.1.2.1"}),
+    "dicom/ct/CQ500_head_693_J2KR.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.478516, 0.478516), "mean": 0.1574, "voi": "WindowCenter/WindowWidth", "inverted": False,
+        "fmt": "dicom", "flags": {"mostly_saturated"}, "ts": "1.2.840.10008.1.2.4.90"}),
+    "dicom/ct/CQ500_head_693_J2KI.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.478516, 0.478516), "mean": 0.1739, "voi": "WindowCenter/WindowWidth", "inverted": False,
+        "fmt": "dicom", "flags": {"mostly_saturated"}, "ts": "1.2.840.10008.1.2.4.91"}),
+    "dicom/ct/CT_small.dcm": ("image", {"modality": "ct"}, {
+        "shape": (128, 128), "spacing": (0.661468, 0.661468), "mean": 0.4404, "voi": "default CT window", "inverted": False,
+        "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.1"}),
+    "tiny/dicom/ct_single/CT_small.dcm": ("image", {"modality": "ct"}, {
+        "shape": (128, 128), "spacing": (0.661468, 0.661468), "mean": 0.4404, "voi": "default CT window", "inverted": False,
+        "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.1"}),
+    "dicom/ct/lungmask_chest_ct_0.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.625, 0.625), "mean": None, "voi": "default CT window", "inverted": False, "fmt": "dicom",
+        "flags": {"modality_tag_absent"}, "ts": "1.2.840.10008.1.2.1"}),
+    "dicom/ct/lungmask_chest_ct_1.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.625, 0.625), "mean": None, "voi": "default CT window", "inverted": False, "fmt": "dicom",
+        "flags": {"modality_tag_absent"}, "ts": "1.2.840.10008.1.2.1"}),
+    "dicom/ct/neck_ct_jpegll_bad_sequence.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.287109375, 0.287109375), "mean": 0.4671, "voi": "WindowCenter/WindowWidth",
+        "inverted": False, "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.4.70"}),
+    "dicom/ct/pancreas_ct_j2k_explicitVR_UN.dcm": ("image", {"modality": "ct"}, {
+        "shape": (512, 512), "spacing": (0.859375, 0.859375), "mean": 0.1665, "voi": "default CT window", "inverted": False,
+        "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.4.90"}),
     # enhanced multi-frame CT: not a 2-D image; read_ct_dicom places the 2 frames (see test below)
-    "dicom/ct/enhanced_ct_2frame.dcm": ("image", dict(modality="ct"), r"NumberOfFrames: 2 frames.*read_ct_dicom"),
+    "dicom/ct/enhanced_ct_2frame.dcm": ("image", {"modality": "ct"}, r"NumberOfFrames: 2 frames.*read_ct_dicom"),
     # a DICOM ECG has no pixel data
     "dicom/ecg/waveform_ecg.dcm": ("image", _CXR, r"PixelData: absent \(SOP class 12-lead ECG Waveform Storage"),
     "tiny/dicom/ecg/waveform_ecg.dcm": ("image", _CXR, r"PixelData: absent \(SOP class 12-lead ECG Waveform Storage"),
     # other modalities: any-modality read works (RLE, JPEG-LS, JPEG extended 12-bit decoders)...
-    "dicom/other/MR_small.dcm": ("image", dict(modality=None), dict(
-        shape=(64, 64), spacing=(0.3125, 0.3125), mean=0.4434, voi="WindowCenter/WindowWidth", inverted=False,
-        fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.1")),
-    "dicom/other/MR_small_RLE.dcm": ("image", dict(modality=None), dict(
-        shape=(64, 64), spacing=(0.3125, 0.3125), mean=0.4434, voi="WindowCenter/WindowWidth", inverted=False,
-        fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.5")),
-    "dicom/other/MR_small_jpeg_ls_lossless.dcm": ("image", dict(modality=None), dict(
-        shape=(64, 64), spacing=(0.3125, 0.3125), mean=0.4434, voi="WindowCenter/WindowWidth", inverted=False,
-        fmt="dicom", flags=set(), ts="1.2.840.10008.1.2.4.80")),
-    "dicom/other/NM_JPGExtended_12bit.dcm": ("image", dict(modality=None), dict(
-        shape=(1024, 256), spacing=(2.26, 2.26), mean=0.0035, voi="BitsStored range", inverted=False, fmt="dicom",
-        flags=set(), ts="1.2.840.10008.1.2.4.51")),
+    "dicom/other/MR_small.dcm": ("image", {"modality": None}, {
+        "shape": (64, 64), "spacing": (0.3125, 0.3125), "mean": 0.4434, "voi": "WindowCenter/WindowWidth", "inverted": False,
+        "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.1"}),
+    "dicom/other/MR_small_RLE.dcm": ("image", {"modality": None}, {
+        "shape": (64, 64), "spacing": (0.3125, 0.3125), "mean": 0.4434, "voi": "WindowCenter/WindowWidth", "inverted": False,
+        "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.5"}),
+    "dicom/other/MR_small_jpeg_ls_lossless.dcm": ("image", {"modality": None}, {
+        "shape": (64, 64), "spacing": (0.3125, 0.3125), "mean": 0.4434, "voi": "WindowCenter/WindowWidth", "inverted": False,
+        "fmt": "dicom", "flags": set(), "ts": "1.2.840.10008.1.2.4.80"}),
+    "dicom/other/NM_JPGExtended_12bit.dcm": ("image", {"modality": None}, {
+        "shape": (1024, 256), "spacing": (2.26, 2.26), "mean": 0.0035, "voi": "BitsStored range", "inverted": False, "fmt": "dicom",
+        "flags": set(), "ts": "1.2.840.10008.1.2.4.51"}),
     # Kermany 224x224 RGB JPEGs and the NIH 8-bit grey PNG
     **{
-        f"tiny/kermany224/{p}": ("image", _CXR, dict(shape=(224, 224), spacing=None, mean=m, voi=None, inverted=None,
-                                                     fmt="jpeg", flags=set(), ts=None))
+        f"tiny/kermany224/{p}": ("image", _CXR, {"shape": (224, 224), "spacing": None, "mean": m, "voi": None, "inverted": None,
+                                                     "fmt": "jpeg", "flags": set(), "ts": None})
         for p, m in [("NORMAL/IM-0115-0001.jpeg", 0.5055), ("NORMAL/IM-0117-0001.jpeg", 0.3948),
                      ("NORMAL/IM-0119-0001.jpeg", 0.4786), ("NORMAL/IM-0122-0001.jpeg", 0.5217),
                      ("PNEUMONIA/person1000_bacteria_2931.jpeg", 0.4494),
@@ -121,17 +127,17 @@ EXPECTED: dict[str, tuple[str, dict, object]] = {
                      ("PNEUMONIA/person1001_bacteria_2932.jpeg", 0.4393),
                      ("PNEUMONIA/person1003_virus_1685.jpeg", 0.5762)]
     },
-    "tiny/png/nih_00000001_000.png": ("image", _CXR, dict(shape=(512, 512), spacing=None, mean=0.5025, voi=None,
-                                                          inverted=None, fmt="png", flags=set(), ts=None)),
+    "tiny/png/nih_00000001_000.png": ("image", _CXR, {"shape": (512, 512), "spacing": None, "mean": 0.5025, "voi": None,
+                                                          "inverted": None, "fmt": "png", "flags": set(), "ts": None}),
     # NIfTI volumes (TotalSegmentator example): CT in HU, and its organ label mask
-    "tiny/nifti/example_ct_sm.nii.gz": ("nifti", {}, dict(shape=(30, 101, 122), spacing=(3.0, 3.0, 3.0),
-                                                          value_range=(-1100.0, 1207.0), flags=set())),
-    "tiny/nifti/example_seg.nii.gz": ("nifti", {}, dict(shape=(30, 101, 122), spacing=(3.0, 3.0, 3.0),
-                                                        value_range=(0.0, 117.0), flags={"not_hu_like"})),
+    "tiny/nifti/example_ct_sm.nii.gz": ("nifti", {}, {"shape": (30, 101, 122), "spacing": (3.0, 3.0, 3.0),
+                                                          "value_range": (-1100.0, 1207.0), "flags": set()}),
+    "tiny/nifti/example_seg.nii.gz": ("nifti", {}, {"shape": (30, 101, 122), "spacing": (3.0, 3.0, 3.0),
+                                                        "value_range": (0.0, 117.0), "flags": {"not_hu_like"}}),
 }
 # every slice of the two CT series also loads on its own as a 2-D CT image
-_SLICE_FILES = {SERIES_20: dict(shape=(512, 512), spacing=(0.9765625, 0.9765625)),
-                SERIES_4: dict(shape=(16, 16), spacing=(0.488281, 0.488281))}
+_SLICE_FILES = {SERIES_20: {"shape": (512, 512), "spacing": (0.9765625, 0.9765625)},
+                SERIES_4: {"shape": (16, 16), "spacing": (0.488281, 0.488281)}}
 
 
 def _all_files(imaging: Path) -> list[str]:

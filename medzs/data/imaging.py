@@ -586,7 +586,7 @@ class ChestXray14Dataset(ImageLabelDataset):
         self._ids = [str(v) for v in df["Image Index"]]
         self._paths = [str(found[i]) for i in self._ids]
         self._groups = [str(int(v)) if not isinstance(v, str) else v for v in df["Patient ID"]]
-        sets = [set(s.strip() for s in str(v).split("|")) for v in df["Finding Labels"]]
+        sets = [{s.strip() for s in str(v).split("|")} for v in df["Finding Labels"]]
         known = set(CHESTXRAY14_FINDINGS) | {"No Finding"}
         other = set().union(*sets) - known
         if other:
