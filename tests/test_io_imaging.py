@@ -69,7 +69,8 @@ EXPECTED: dict[str, tuple[str, dict, object]] = {
     # NEMA RG3 tibia CR (Fuji), MONOCHROME1, 10-bit, window 550/1024, no spacing at all
     "dicom/cr_dx/extremity_CR_RG3_J2KI.dcm": ("image", _CXR, {"shape": (1760, 1760), "spacing": None, "mean": 0.6961,
                                               "voi": "WindowCenter/WindowWidth", "inverted": True, "fmt": "dicom",
-                                              "flags": {"pixel_spacing_unknown"}, "ts": "1.2.840.10008.1.2.4.91"}),
+                                              "flags": {"pixel_spacing_unknown", "body_part_not_chest"},
+                                              "ts": "1.2.840.10008.1.2.4.91"}),
     # single CT slices read as 2-D images (file window, else the default CT window -1000..1000 HU)
     "dicom/ct/CQ500_head_693_UNCR.dcm": ("image", {"modality": "ct"}, {
         "shape": (512, 512), "spacing": (0.478516, 0.478516), "mean": 0.1574, "voi": "WindowCenter/WindowWidth", "inverted": False,
@@ -563,3 +564,35 @@ def test_preprocess_volume_orientation_is_exact(imaging: Path) -> None:
     # the NIfTI path goes through the same transforms
     n = preprocess_volume(read_nifti(imaging / "tiny/nifti/example_ct_sm.nii.gz"), small)
     assert n.shape == (3, 16, 96, 96)
+
+
+def test_lut_sequences_then_inversion(imaging: Path, tmp_path: Path) -> None:
+    """Modality LUT sequence, then VOI LUT sequence (preferred over the window), then MONOCHROME1 inversion."""
+    from pydicom.dataset import Dataset as DicomDataset
+
+    ds = pydicom.dcmread(imaging / "dicom/cr_dx/chest_DX_highdicom_small.dcm")  # 8-bit MONOCHROME1
+    raw = ds.pixel_array.astype(np.float64)
+    voi = DicomDataset()
+    voi.LUTDescriptor = [256, 0, 8]
+    voi.LUTData = np.arange(255, -1, -1, dtype=np.uint16).tobytes()  # y = 255 - x
+    ds.VOILUTSequence = [voi]
+    ds.save_as(tmp_path / "voi.dcm")
+    s = read_image(tmp_path / "voi.dcm")
+    assert s["meta"]["voi"] == {"source": "VOILUTSequence", "output_bits": 8}
+    np.testing.assert_allclose(s["image"][0], 1.0 - (255.0 - raw) / 255.0, atol=1e-6)
+    del ds.VOILUTSequence, ds.RescaleSlope, ds.RescaleIntercept, ds.WindowCenter, ds.WindowWidth
+    mod = DicomDataset()
+    mod.LUTDescriptor = [256, 0, 16]
+    mod.ModalityLUTType = "OD"
+    mod.LUTData = (4 * np.arange(256, dtype=np.uint16)).tobytes()  # 16-bit LUT: output range 0..65535
+    ds.ModalityLUTSequence = [mod]
+    ds.save_as(tmp_path / "mod.dcm")
+    s = read_image(tmp_path / "mod.dcm")
+    assert s["meta"]["modality_lut"] == "ModalityLUTSequence"
+    np.testing.assert_allclose(s["image"][0], 1.0 - 4.0 * raw / 65535.0, atol=1e-6)
+    mod.LUTDescriptor = [256, 0, 12]  # pydicom 3.0 cannot apply a 12-bit LUT: a clear error, not a crash
+    ds.save_as(tmp_path / "mod12.dcm")
+    with pytest.raises(RecordError, match=r"mod12\.dcm: Modality LUT: cannot apply it"):
+        read_image(tmp_path / "mod12.dcm")
+    rg3 = read_image(imaging / "dicom/cr_dx/extremity_CR_RG3_J2KI.dcm")
+    assert rg3["meta"]["body_part"] == "EXTREMITY"

@@ -25,9 +25,11 @@ The sample (``docs/architecture.md``)::
     }
 
 Identifiers (patient name/id/birth date, UIDs, dates, institution...) are kept only under
-``meta["identifiers"]``. Implausible data (constant image, nearly all pixels saturated, pixel values outside
-``BitsStored``...) are listed in ``meta["quality_flags"]`` rather than refused, so that a scorer can skip or
-report them.
+``meta["identifiers"]``. Implausible data are listed in ``meta["quality_flags"]`` rather than refused, so that a
+scorer can skip or report them: ``constant_image``, ``nearly_constant``, ``mostly_saturated``, ``non_finite``,
+``values_outside_bits_stored``, ``narrow_dynamic_range``, ``invalid_window``, ``pixel_spacing_unknown``,
+``modality_tag_absent``, ``rescale_missing`` (CT), ``body_part_not_chest`` / ``lateral_view`` (``cxr``),
+``alpha_not_opaque`` / ``colour_image`` / ``multi_frame_first_used`` (PNG/JPEG).
 
 References:
     DICOM PS3.3 (2024) C.7.6.3.1 (Image Pixel), C.11.1 (Modality LUT), C.11.2 (VOI LUT), C.8.11.7 (DX
@@ -107,6 +109,11 @@ DEFAULT_CT_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _SUPPORTED_PI = ("MONOCHROME1", "MONOCHROME2")
+#: BodyPartExamined values (PS3.16 CID 4031 code meanings, upper case) accepted as a chest without a flag.
+_CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "CHEST_ABDOMEN", "CHESTABDOMEN", "CHEST_TO_PELVIS",
+                               "TORSO", "HEART", "RIB", "RIBS"})
+#: ViewPosition values of lateral projections (PS3.3 C.8.11.5.1.1 / CID 4010 abbreviations).
+_LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLO", "RLO"})
 
 
 # --------------------------------------------------------------------------------------------------- detection
@@ -319,7 +326,10 @@ def _dicom_to_unit(
         flags.append("values_outside_bits_stored")
     info: dict[str, Any] = {}
     has_rescale = "RescaleSlope" in ds or "RescaleIntercept" in ds or bool(ds.get("ModalityLUTSequence"))
-    x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    try:
+        x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise RecordError(f"{p}: Modality LUT: cannot apply it ({type(exc).__name__}: {exc})") from None
     info["modality_lut"] = (
         "ModalityLUTSequence" if ds.get("ModalityLUTSequence") else ("rescale" if has_rescale else "identity")
     )
@@ -332,7 +342,10 @@ def _dicom_to_unit(
     if ds.get("VOILUTSequence"):
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2]) if len(item.LUTDescriptor) > 2 else 16
-        y = np.asarray(apply_voi_lut(x, ds, index=0, prefer_lut=True), dtype=np.float64)
+        try:
+            y = np.asarray(apply_voi_lut(x, ds, index=0, prefer_lut=True), dtype=np.float64)
+        except (TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise RecordError(f"{p}: VOILUTSequence: cannot apply it ({type(exc).__name__}: {exc})") from None
         info["voi"] = {"source": "VOILUTSequence", "output_bits": bits}
         return np.clip(y / float(2**bits - 1), 0.0, 1.0), info
     wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
@@ -431,6 +444,12 @@ def _read_dicom_inner(p: Path, modality: str | None, window: tuple[float, float]
     image = unit.astype(np.float32)[None]
     flags.extend(quality_flags(image))
     image = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+    if modality == "cxr":
+        body = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+        if body and body not in _CHEST_BODY_PARTS:
+            flags.append("body_part_not_chest")
+        if str(ds.get("ViewPosition", "") or "").strip().upper() in _LATERAL_VIEWS:
+            flags.append("lateral_view")
     spacing, spacing_source, notes = _pixel_spacing(ds)
     if spacing is None:
         flags.append("pixel_spacing_unknown")
