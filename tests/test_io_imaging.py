@@ -596,3 +596,17 @@ def test_lut_sequences_then_inversion(imaging: Path, tmp_path: Path) -> None:
         read_image(tmp_path / "mod12.dcm")
     rg3 = read_image(imaging / "dicom/cr_dx/extremity_CR_RG3_J2KI.dcm")
     assert rg3["meta"]["body_part"] == "EXTREMITY"
+
+
+def test_read_imaging_dispatch(imaging: Path, tmp_path: Path) -> None:
+    from medzs.io.image import read_imaging
+
+    assert read_imaging(imaging / "tiny/png/nih_00000001_000.png")["image"].shape == (1, 512, 512)
+    assert read_imaging(imaging / "tiny/dicom/ct_single/CT_small.dcm", "ct")["image"].shape == (1, 128, 128)
+    assert read_imaging(imaging / SERIES_4, "ct")["volume"].shape == (1, 4, 16, 16)
+    assert read_imaging(imaging / "tiny/nifti/example_ct_sm.nii.gz", "ct")["volume"].shape == (1, 30, 101, 122)
+    assert read_imaging(imaging / "dicom/ct/enhanced_ct_2frame.dcm", "ct")["volume"].shape == (1, 2, 512, 512)
+    with pytest.raises(RecordError, match=r"waveform_ecg\.dcm: not an imaging input"):
+        read_imaging(imaging / "tiny/dicom/ecg/waveform_ecg.dcm")
+    with pytest.raises(RecordError, match="file not found"):
+        read_imaging(tmp_path / "nothing.png")

@@ -601,6 +601,46 @@ def read_image(
     }
 
 
+def read_imaging(
+    path: str | os.PathLike[str],
+    modality: str | None = "cxr",
+    *,
+    series_uid: str | None = None,
+    window: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Read any imaging input, dispatching on :func:`detect_image_format` (for engines and batch scoring).
+
+    PNG/JPEG/single-frame DICOM -> :func:`read_image` (2-D sample, key ``image``); a DICOM series folder, a NIfTI
+    file or a multi-frame DICOM -> :func:`medzs.io.ct.read_volume` (volume sample, key ``volume``).
+
+    Raises:
+        RecordError: unknown format, or whatever the chosen reader raises.
+    """
+    p = Path(path)
+    fmt = detect_image_format(p)
+    if fmt in ("dicom-series", "nifti"):
+        from medzs.io.ct import read_volume
+
+        return read_volume(p, series_uid)
+    if fmt == "dicom-image":
+        import pydicom
+
+        try:
+            n_frames = int(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["NumberOfFrames"])
+                           .get("NumberOfFrames", 1) or 1)
+        except (TypeError, ValueError):
+            n_frames = 1
+        if n_frames > 1:
+            from medzs.io.ct import read_ct_dicom
+
+            return read_ct_dicom(p)
+    if fmt in ("dicom-image", "png", "jpeg"):
+        return read_image(p, modality=modality, window=window)
+    if not p.exists():
+        raise RecordError(f"{p}: file not found (expected an image, a DICOM series folder or a NIfTI volume)")
+    raise RecordError(f"{p}: not an imaging input (expected DICOM image, PNG, JPEG, NIfTI or a DICOM series folder)")
+
+
 __all__ = [
     "ACCEPTED_DICOM_MODALITIES",
     "DECODER_PACKAGES",
@@ -610,4 +650,5 @@ __all__ = [
     "detect_image_format",
     "quality_flags",
     "read_image",
+    "read_imaging",
 ]
