@@ -434,6 +434,13 @@ def test_ct_series_uneven_spacing_reported(imaging: Path, tmp_path: Path) -> Non
         ds.save_as(tmp_path / f.name)
     s = read_ct_series(tmp_path)
     assert "uneven_spacing" in s["meta"]["quality_flags"] and s["spacing_mm"][0] == pytest.approx(2.0)
+    assert "gantry_tilt" not in s["meta"]["quality_flags"]
+    for k, f in enumerate(sorted(tmp_path.iterdir())):  # shift each slice 0.5 mm along y: a tilted stack
+        ds = pydicom.dcmread(f)
+        ds.ImagePositionPatient = [ds.ImagePositionPatient[0], float(ds.ImagePositionPatient[1]) + 0.5 * k,
+                                   ds.ImagePositionPatient[2]]
+        ds.save_as(f)
+    assert "gantry_tilt" in read_ct_series(tmp_path)["meta"]["quality_flags"]
 
 
 def test_several_series_need_a_choice(imaging: Path, tmp_path: Path) -> None:
