@@ -462,59 +462,7 @@ class CriteriaScorer:
                 "nan_policy": self.nan_policy, "and_mode": self.and_mode}
 
 
-def _ranks01(col: np.ndarray) -> np.ndarray:
-    """Average ranks scaled to (0, 1]; NaN entries get the middle rank 0.5."""
-    from scipy.stats import rankdata
-
-    out = np.full(col.shape, 0.5)
-    ok = np.isfinite(col)
-    if ok.sum() > 0:
-        out[ok] = rankdata(col[ok], method="average") / ok.sum()
-    return out
-
-
-def fusion_inputs(embedding_scores: Any, criteria_scores: Any, weight: float, who: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Check and convert the inputs of a hybrid fusion: two ``(N, C)`` float arrays and a weight in [0, 1].
-
-    Raises:
-        ValueError: shapes differ or weight outside [0, 1] (the message names ``who``).
-    """
-    if hasattr(embedding_scores, "detach"):
-        embedding_scores = embedding_scores.detach().cpu().numpy()
-    e = np.asarray(embedding_scores, dtype=np.float64)
-    c = np.asarray(criteria_scores, dtype=np.float64)
-    if e.shape != c.shape or e.ndim != 2:
-        raise ValueError(f"{who}: expected two (N, C) arrays of one shape, got {e.shape} and {c.shape}")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"{who}: weight must be in [0, 1], got {weight!r}")
-    return e, c
-
-
-def fuse_rank_average(embedding_scores: Any, criteria_scores: Any, weight: float = 0.5) -> np.ndarray:
-    """Label-free hybrid: per class, ``(1 - weight) * rank(embedding) + weight * rank(criteria)``.
-
-    Ranks are average ranks within the batch scaled to (0, 1]. A class whose criteria column is all NaN (not
-    scorable) keeps the embedding ranks alone. The fused score depends on the batch it was computed in (it is a
-    rank), so compare it within one run.
-
-    Args:
-        embedding_scores: ``(N, C)`` similarities (array or torch tensor).
-        criteria_scores: ``(N, C)`` criteria scores, NaN columns for not-scorable classes.
-        weight: Weight of the criteria ranks, 0-1.
-
-    Raises:
-        ValueError: shapes differ or weight outside [0, 1].
-    """
-    e, c = fusion_inputs(embedding_scores, criteria_scores, weight, "fuse_rank_average")
-    out = np.empty_like(e)
-    for j in range(e.shape[1]):
-        re = _ranks01(e[:, j])
-        if np.all(np.isnan(c[:, j])):
-            out[:, j] = re
-        else:
-            out[:, j] = (1.0 - weight) * re + weight * _ranks01(c[:, j])
-    return out
+from medzs.scoring import fuse_rank_average, fusion_inputs  # noqa: E402, F401  (kept for existing imports)
 
 
 # -- pipeline helpers (medzs.pipeline calls these) ------------------------------------------------------------------
