@@ -465,77 +465,8 @@ class CriteriaScorer:
 from medzs.scoring import fuse_rank_average, fusion_inputs  # noqa: E402, F401  (kept for existing imports)
 
 
-# -- pipeline helpers (medzs.pipeline calls these) ------------------------------------------------------------------
-def ptbxl_criteria(ds: Any, ecg_ids: Sequence[int], task: Any, scorer_name: str = SCORER_NAME,
-                   progress: bool = True) -> CriteriaResult:
-    """Run the criteria scorer on PTB-XL records (500 Hz files) for a task."""
-    from medzs.registry import create_scorer
-
-    scorer = create_scorer(scorer_name)
-    samples = (ds.load(int(i), fs=500) for i in ecg_ids)
-    res = scorer.run(list(samples), task, progress=progress)
-    res.record_ids = [str(i) for i in ecg_ids]
-    for e, rid in zip(res.explanations, res.record_ids, strict=True):
-        e["record_id"] = rid
-    res.provenance = scorer.describe()
-    return res
-
-
-def run_criteria_pipeline(cfg: Any, task: Any, ds: Any, root: Any, labels: Any, ids: Sequence[int],
-                          out_dir: str | Path | None, progress: bool, t0: float) -> dict[str, Any]:
-    """The ``model.name: ecg-criteria.kb`` branch of :func:`medzs.pipeline.run_zeroshot`.
-
-    Classes the scorer cannot score get no AUROC (their scores are NaN, written as empty cells; their label
-    counts are still reported) and are named in the provenance; the macro AUROC is over the scorable classes.
-    """
-    import sys
-
-    from medzs import __version__
-    from medzs.metrics import evaluate
-    from medzs.report import write_report
-
-    res = ptbxl_criteria(ds, ids, task, cfg.model["name"], progress=progress)
-    classes = list(task.classes)
-    y = labels[classes].to_numpy(dtype=float)
-    # not-scorable classes keep their labels (n_pos is reported) and get all-NaN scores: no AUROC
-    scores_eval = res.filled(0.5)
-    scores_eval[:, ~res.scorable] = np.nan
-    n_boot, seed = int(cfg.metrics.get("n_boot", 1000)), int(cfg.metrics.get("seed", 0))
-    table, macro = evaluate(y, scores_eval, classes, n_boot=n_boot, seed=seed)
-    provenance = {
-        "pipeline": cfg.name, "pipeline_file": cfg.path, "task": task.name,
-        "dataset": {"name": "PTB-XL", "root": str(root), "split": cfg.dataset.get("split"), "n_records": len(ids),
-                    "fs_read": 500,
-                    "citation": "Wagner P, Strodthoff N, Bousseljot R-D, et al. PTB-XL, a large publicly available "
-                                "electrocardiography dataset. Sci Data 7, 154 (2020). doi:10.1038/s41597-020-0495-6; "
-                                "PhysioNet doi:10.13026/kfzx-aw45"},
-        "model": {**res.provenance, "weights": None,
-                  "note": "no trained weights: measurements + knowledge-base criteria (docs/criteria.md)"},
-        "not_scorable": res.not_scorable,
-        "explanations": EXPLANATIONS_FILE,
-        "metrics": {"n_boot": n_boot, "seed": seed, "macro_over": "classes scorable by ecg-criteria.kb"},
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "medzs_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seconds": round(time.time() - t0, 1),
-    }
-    out = Path(out_dir or cfg.output)
-    files = write_report(out, record_ids=[str(i) for i in ids], classes=classes, scores=res.scores,
-                         y_true=y, table=table, macro=macro, provenance=provenance)
-    files = dict(files)
-    files["criteria_explanations"] = res.write_explanations(out, {"task": task.name, "pipeline": cfg.name})
-    return {"table": table, "macro": macro, "files": files, "n_records": len(ids), "criteria": res}
-
-
-def hybrid_scores(embedding_scores: Any, ds: Any, ecg_ids: Sequence[int], task: Any, scorer_name: str,
-                  progress: bool = True, weight: float = 0.5) -> tuple[np.ndarray, CriteriaResult]:
-    """The ``model.hybrid: ecg-criteria.kb`` branch: fused scores (:func:`fuse_rank_average`) and the criteria."""
-    res = ptbxl_criteria(ds, ecg_ids, task, scorer_name, progress=progress)
-    return fuse_rank_average(embedding_scores, res.scores, weight=weight), res
-
-
 __all__ = [
     "AND_MODES", "EXPLANATIONS_FILE", "MEASUREMENT_SCALES", "NAN_POLICIES", "SCORER_NAME", "UNIT_SCALES",
     "CompiledEntry", "CompiledRule", "CriteriaResult", "CriteriaScorer", "combine", "compile_entry",
-    "fuse_rank_average", "hybrid_scores", "ptbxl_criteria", "rule_scale", "run_criteria_pipeline", "soft_check",
+    "fuse_rank_average", "rule_scale", "soft_check",
 ]

@@ -68,7 +68,7 @@ class CinC2021Dataset:
         return ["all", *sorted({g for g in map(self._group, self.headers) if g})]
 
     def records(self, split: str = "all") -> list[Any]:
-        from medzs.data.base import RecordRef
+        from medzs.data.types import RecordRef
 
         if split not in self.splits():
             raise SpecError(f"dataset.split: expected one of {self.splits()}, got {split!r}")

@@ -94,7 +94,7 @@ class CPSC2018Dataset:
         return ["all", *sorted(set(self._splits.values()))]
 
     def records(self, split: str = "all") -> list[Any]:
-        from medzs.data.base import RecordRef
+        from medzs.data.types import RecordRef
 
         if split not in self.splits():
             raise SpecError(f"dataset.split: expected one of {self.splits()}, got {split!r}")

@@ -124,7 +124,7 @@ class FolderDataset:
         return ["all"]
 
     def records(self, split: str = "all") -> list[Any]:
-        from medzs.data.base import RecordRef
+        from medzs.data.types import RecordRef
 
         if split != "all":
             raise SpecError(f"dataset.split: a folder dataset has the split 'all' only, got {split!r}")

@@ -686,7 +686,7 @@ class PTBXLDataset:
         return ["train", "val", "test", "test9-10", "all"]
 
     def records(self, split: str = "all") -> list[Any]:
-        from medzs.data.base import RecordRef
+        from medzs.data.types import RecordRef
         from medzs.errors import SpecError
 
         if split == "all":
