@@ -59,8 +59,11 @@ def zeroshot(
         cfg.model["weights"] = str(weights)
     res = run_zeroshot(cfg, out_dir=out)
     console = Console()
-    console.print(format_table(res["table"], res["macro"], title=f"{cfg.name}: zero-shot AUROC "
-                                                               f"({res['n_records']} records, {cfg.model['name']})"))
+    title = f"{cfg.name}: zero-shot AUROC ({res['n_records']} records, {cfg.model['name']})"
+    if res.get("n_errors"):
+        title += f"; {res['n_errors']} record(s) could not be scored (listed in metrics.json)"
+    console.print(format_table(res["table"], res["macro"], title=title, names=res["task"].display_names),
+                  soft_wrap=True, highlight=False)
     for name, path in res["files"].items():
         console.print(f"{name}: {path}")
 

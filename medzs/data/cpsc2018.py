@@ -5,8 +5,8 @@ and Morphology Abnormality Detection. J Med Imaging Health Inform 8(7):1368-1373
 doi:10.1166/jmihi.2018.2442. Classes: Normal, AF, I-AVB, LBBB, RBBB, PAC, PVC, STD, STE (CPSC2018 names).
 
 Labels come from the official ``REFERENCE.csv`` (``Recording, First_label...``, class numbers 1-9) or from a CSV
-with ``filename`` and ``labels`` columns (class names separated by ``,;|`` or spaces; e.g. the label file derived
-from MERL's ICBEB split), found in ``root`` or given as ``reference``. A ``merl_split`` (or ``split``) column
+with ``filename`` and ``labels`` columns (class names separated by ``,;|`` or spaces; CPSC2018 names, or the
+SCP-ECG-style names of the label file derived from MERL's ICBEB split, :data:`MERL_ICBEB_NAMES`), found in ``root`` or given as ``reference``. A ``merl_split`` (or ``split``) column
 gives named splits.
 """
 
@@ -21,6 +21,13 @@ from medzs.errors import SpecError
 CITATION = ("Liu F, Liu C, Zhao L, et al. An Open Access Database for Evaluating the Algorithms of "
             "Electrocardiogram Rhythm and Morphology Abnormality Detection. J Med Imaging Health Inform "
             "8(7):1368-1373 (2018), doi:10.1166/jmihi.2018.2442")
+
+
+#: Names used for the CPSC2018 classes by the label files derived from MERL's ICBEB split (SCP-ECG style) -> the
+#: CPSC2018 class names; the official names map to themselves.
+MERL_ICBEB_NAMES: dict[str, str] = {"NORM": "Normal", "AFIB": "AF", "1AVB": "I-AVB", "CLBBB": "LBBB",
+                                    "CRBBB": "RBBB", "PAC": "PAC", "VPC": "PVC", "PVC": "PVC", "STD": "STD",
+                                    "STD_": "STD", "STE": "STE", "STE_": "STE"}
 
 
 class CPSC2018Dataset:
@@ -80,7 +87,8 @@ class CPSC2018Dataset:
         labels, splits = {}, {}
         split_col = "merl_split" if "merl_split" in df.columns else ("split" if "split" in df.columns else None)
         for _, row in df.iterrows():
-            codes = parse_dx(row["labels"], source=f"{ref.name} row {row['filename']}")
+            codes = [c if c in names else MERL_ICBEB_NAMES.get(c, c)
+                     for c in parse_dx(row["labels"], source=f"{ref.name} row {row['filename']}")]
             bad = [c for c in codes if c not in names]
             if bad:
                 raise SpecError(f"dataset.reference: {ref.name}: record {row['filename']}: labels {bad} "
