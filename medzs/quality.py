@@ -2,8 +2,8 @@
 
 :func:`check_ecg` looks at one sample dict (``signal`` ``(leads, samples)`` in mV, ``leads``, ``fs``, ``meta``)
 and returns a :class:`QualityReport` of findings, each with a stable string code. It is a pure function of the
-sample (no I/O, no state) and cheap (numpy percentiles and one real FFT per record; about 0.2 ms for a
-12 x 1000 record on one core of the development box, see ``tests/test_quality.py``).
+sample (no I/O, no state) and cheap (numpy percentiles and one real FFT per record; 0.5 ms for a
+12 x 1000 record measured on the shared 2-core development box, see ``tests/test_quality.py``).
 
 Codes (lead-level codes are written ``code:LEAD``, e.g. ``flat_lead:V3``):
 
