@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
-from medzs.io._ecg_common import build_sample, normalize_lead_name, normalize_sex, to_float, unit_factor
+from medzs.io._ecg_common import (
+    build_sample,
+    check_file_size,
+    normalize_lead_name,
+    normalize_sex,
+    to_float,
+    unit_factor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +212,7 @@ def read_header(path: str | os.PathLike[str]) -> CincHeader:
         RecordError: unreadable or malformed header.
     """
     p = Path(path)
+    check_file_size(p)
     try:
         text = p.read_text(encoding="latin-1")
     except OSError as exc:
@@ -350,6 +358,7 @@ def read_cinc(path: str | os.PathLike[str], verify_checksum: bool = True) -> dic
             mat = hea.with_suffix(".mat")
     if not mat.is_file():
         raise RecordError(f"{hea.name}: signal file {mat.name} not found (expected it next to the header)")
+    check_file_size(mat)
     try:
         data = scipy.io.loadmat(str(mat))
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, TypeError, OSError, MatReadError, ...

@@ -39,6 +39,21 @@ def _record_base(path: str | os.PathLike[str]) -> Path:
     return p.with_suffix("") if p.suffix in _EXTENSIONS else p
 
 
+def _check_sizes(header: Path) -> None:
+    """Refuse a header or signal file above the size limit before wfdb reads it (medzs.io._ecg_common)."""
+    from medzs.io._ecg_common import check_file_size
+    from medzs.io.cinc import parse_header_text
+
+    check_file_size(header)
+    try:
+        files = set(parse_header_text(header.read_text(encoding="latin-1"), header.name).file_names)
+    except (RecordError, OSError, ValueError):
+        return  # wfdb reports the header problem
+    for f in files:
+        if f and f != "~" and "/" not in f:
+            check_file_size(header.parent / f)
+
+
 def _header_facts(header: Path, n_sig: int) -> tuple[str | None, str | None, list[float] | None]:
     """(base date ISO, base time, ADC gains as written) from the header text; Nones when not understood."""
     from medzs.io.cinc import parse_header_text
@@ -104,6 +119,7 @@ def read_wfdb(path: str | os.PathLike[str], verify_checksum: bool = True) -> dic
     header = base.with_suffix(".hea")
     if not header.is_file():
         raise RecordError(f"{name}: header file {header.name} not found (expected a WFDB .hea file)")
+    _check_sizes(header)
     try:
         rec = wfdb.rdrecord(name, physical=False)
     except FileNotFoundError as exc:
