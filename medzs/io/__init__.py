@@ -10,6 +10,9 @@
 - :func:`medzs.io.hl7aecg.read_hl7aecg` / :func:`medzs.io.hl7aecg.write_hl7aecg`: HL7 aECG XML.
 
 Loaders import their format libraries lazily; ``import medzs.io`` stays cheap.
+
+Every reader refuses a file above 256 MiB (:data:`medzs.io._ecg_common.MAX_FILE_BYTES`; ``MEDZS_MAX_FILE_MB``
+overrides it) with a one-line :class:`~medzs.errors.RecordError` before reading it.
 """
 
 from __future__ import annotations
