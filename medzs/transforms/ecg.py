@@ -193,7 +193,7 @@ def bandpass(signal: np.ndarray, fs: float, low: float, high: float, order: int 
         raise ValueError(f"bandpass: order must be a positive int, got {order!r}")
     from scipy.signal import sosfiltfilt
 
-    sos = _butter_sos(int(order), float(low), float(high), float(fs))
+    sos = _butter_sos(int(order), float(low), float(high), float(fs)).copy()  # scipy needs a writable array
     return sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1).astype(np.float32)
 
 
@@ -207,7 +207,6 @@ def _butter_sos(order: int, low: float, high: float, fs: float) -> np.ndarray:
         sos = butter(order, high, btype="lowpass", fs=fs, output="sos")
     else:
         sos = butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-    sos.setflags(write=False)
     return sos
 
 
