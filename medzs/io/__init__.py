@@ -15,6 +15,9 @@
   :func:`medzs.io.ct.list_series`.
 
 Loaders import their format libraries lazily; ``import medzs.io`` stays cheap.
+
+Every reader refuses a file above 256 MiB (:data:`medzs.io._ecg_common.MAX_FILE_BYTES`; ``MEDZS_MAX_FILE_MB``
+overrides it) with a one-line :class:`~medzs.errors.RecordError` before reading it.
 """
 
 from __future__ import annotations
