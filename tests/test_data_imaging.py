@@ -103,6 +103,21 @@ def test_kermany_shared_copy(kermany, imaging: Path) -> None:
         kermany.labels(["covid"])
 
 
+def test_labels_from_knowledge_base_tasks(kermany, imaging: Path) -> None:
+    """Tasks built from the KB codes (medzs.data.tasks.task_from_codes) label these datasets."""
+    from medzs.data.tasks import task_from_codes
+
+    task = task_from_codes("kermany-pneumonia", ["pneumonia", "normal"], "kermany", dataset="kermany", modality="cxr")
+    y = kermany.labels(task)
+    assert list(y.columns) == ["pneumonia", "normal"] and y.pneumonia.sum() == 3875 and y.normal.sum() == 1341
+    covid = create_dataset("covid-ct", root=imaging / "ct-covid-slices")
+    t2 = task_from_codes("covid", ["CT_COVID"], "covid_ct", dataset="covid-ct", modality="ct")
+    assert covid.labels(t2).CT_COVID.sum() == 349
+    t3 = task_from_codes("chexpert-pneu", ["Pneumonia"], "chexpert", modality="cxr")
+    with pytest.raises(SpecError, match="chexpert codes, but dataset kermany labels kermany codes"):
+        kermany.labels(t3)
+
+
 def test_kermany_folder_layouts(imaging: Path, tmp_path: Path) -> None:
     tiny = create_dataset("kermany", root=imaging / "tiny/kermany224")
     assert len(tiny) == 8 and tiny.labels(["pneumonia"]).pneumonia.sum() == 4
@@ -124,8 +139,10 @@ def test_covid_ct_shared_copy(imaging: Path) -> None:
     ds = create_dataset("covid-ct")  # default root: the shared mirror
     assert ds.root == imaging / "ct-covid-slices" and ds.modality == "ct"
     assert len(ds) == 746
-    y = ds.labels(["covid", "noncovid"])
+    assert ds.label_codes() == ["CT_COVID", "CT_NonCOVID"] and ds.system == "covid_ct"
+    y = ds.labels(["covid", "noncovid"])  # aliases of the folder names
     assert y.covid.sum() == 349 and y.noncovid.sum() == 397
+    assert ds.labels(["CT_COVID"]).CT_COVID.sum() == 349
     train, test = ds.records("train"), ds.records("test")
     assert_group_disjoint(train, test)
     assert len(test) > 50 and y.loc[[r.id for r in test], "covid"].nunique() == 2

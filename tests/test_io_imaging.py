@@ -605,15 +605,18 @@ def test_lut_sequences_then_inversion(imaging: Path, tmp_path: Path) -> None:
     assert rg3["meta"]["body_part"] == "EXTREMITY"
 
 
-def test_read_imaging_dispatch(imaging: Path, tmp_path: Path) -> None:
-    from medzs.io.image import read_imaging
+def test_read_any_image_dispatch(imaging: Path, tmp_path: Path) -> None:
+    from medzs.io.image import read_any_image
 
-    assert read_imaging(imaging / "tiny/png/nih_00000001_000.png")["image"].shape == (1, 512, 512)
-    assert read_imaging(imaging / "tiny/dicom/ct_single/CT_small.dcm", "ct")["image"].shape == (1, 128, 128)
-    assert read_imaging(imaging / SERIES_4, "ct")["volume"].shape == (1, 4, 16, 16)
-    assert read_imaging(imaging / "tiny/nifti/example_ct_sm.nii.gz", "ct")["volume"].shape == (1, 30, 101, 122)
-    assert read_imaging(imaging / "dicom/ct/enhanced_ct_2frame.dcm", "ct")["volume"].shape == (1, 2, 512, 512)
+    assert read_any_image(imaging / "tiny/png/nih_00000001_000.png")["image"].shape == (1, 512, 512)
+    ct = read_any_image(imaging / "tiny/dicom/ct_single/CT_small.dcm", modality="ct")
+    assert ct["image"].shape == (1, 128, 128) and ct["modality"] == "ct"
+    assert read_any_image(imaging / SERIES_4, modality="ct")["volume"].shape == (1, 4, 16, 16)
+    assert read_any_image(imaging / "tiny/nifti/example_ct_sm.nii.gz", "nifti", "ct")["volume"].shape == (1, 30, 101, 122)
+    assert read_any_image(imaging / "dicom/ct/enhanced_ct_2frame.dcm", modality="ct")["volume"].shape == (1, 2, 512, 512)
     with pytest.raises(RecordError, match=r"waveform_ecg\.dcm: not an imaging input"):
-        read_imaging(imaging / "tiny/dicom/ecg/waveform_ecg.dcm")
+        read_any_image(imaging / "tiny/dicom/ecg/waveform_ecg.dcm")
     with pytest.raises(RecordError, match="file not found"):
-        read_imaging(tmp_path / "nothing.png")
+        read_any_image(tmp_path / "nothing.png")
+    with pytest.raises(RecordError, match="format 'tiff'"):
+        read_any_image(imaging / "tiny/png/nih_00000001_000.png", format="tiff")

@@ -38,7 +38,7 @@ _LAZY = {
     "write_hl7aecg": "medzs.io.hl7aecg",
     # imaging
     "read_image": "medzs.io.image",
-    "read_imaging": "medzs.io.image",
+    "read_any_image": "medzs.io.image",
     "detect_image_format": "medzs.io.image",
     "read_ct_series": "medzs.io.ct",
     "read_ct_dicom": "medzs.io.ct",

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
-from medzs.io.image import _decode_error, _identifiers, _is_dicom_file, detect_image_format
+from medzs.io._imaging_common import _decode_error, _identifiers, _is_dicom_file, detect_image_format
 
 logger = logging.getLogger(__name__)
 

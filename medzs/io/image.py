@@ -46,11 +46,19 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
+from medzs.io._imaging_common import (
+    _JPEG_MAGIC,
+    _PNG_MAGIC,
+    DECODER_PACKAGES,
+    DICOM_IDENTIFIERS,
+    IMAGE_FORMATS,
+    _decode_error,
+    _identifiers,
+    _is_nifti,
+    detect_image_format,
+)
 
 logger = logging.getLogger(__name__)
-
-#: Values :func:`detect_image_format` returns.
-IMAGE_FORMATS: tuple[str, ...] = ("dicom-image", "dicom-series", "png", "jpeg", "nifti")
 
 #: DICOM ``Modality`` values accepted for each medzs image modality (an absent tag is accepted and flagged).
 ACCEPTED_DICOM_MODALITIES: dict[str, tuple[str, ...]] = {
@@ -58,131 +66,15 @@ ACCEPTED_DICOM_MODALITIES: dict[str, tuple[str, ...]] = {
     "ct": ("CT",),
 }
 
-#: Transfer syntax UID -> the pip packages that let pydicom decode it (PS3.5 Annex A; pydicom 3 pixel plugins).
-DECODER_PACKAGES: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg + pylibjpeg-libjpeg (or pillow, or python-gdcm)",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg + pylibjpeg-libjpeg (or pillow, or python-gdcm)",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg + pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg + pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.80": "pylibjpeg + pylibjpeg-libjpeg (or pyjpegls, or python-gdcm)",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg + pylibjpeg-libjpeg (or pyjpegls, or python-gdcm)",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or pillow built with OpenJPEG, or python-gdcm)",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or pillow built with OpenJPEG, or python-gdcm)",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg>=2.2",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg>=2.2",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg>=2.2",
-    "1.2.840.10008.1.2.5": "pydicom itself (or pylibjpeg + pylibjpeg-rle)",
-}
-
-#: Identifying DICOM attributes copied (when present) to ``meta["identifiers"]``: keyword -> key.
-DICOM_IDENTIFIERS: dict[str, str] = {
-    "PatientName": "patient_name",
-    "PatientID": "patient_id",
-    "OtherPatientIDs": "other_patient_ids",
-    "PatientBirthDate": "birth_date",
-    "PatientAddress": "patient_address",
-    "AccessionNumber": "accession_number",
-    "StudyID": "study_id",
-    "StudyInstanceUID": "study_instance_uid",
-    "SeriesInstanceUID": "series_instance_uid",
-    "SOPInstanceUID": "sop_instance_uid",
-    "FrameOfReferenceUID": "frame_of_reference_uid",
-    "StudyDate": "study_date",
-    "StudyTime": "study_time",
-    "SeriesDate": "series_date",
-    "AcquisitionDate": "acquisition_date",
-    "AcquisitionDateTime": "acquisition_datetime",
-    "ContentDate": "content_date",
-    "InstitutionName": "institution_name",
-    "InstitutionAddress": "institution_address",
-    "ReferringPhysicianName": "referring_physician",
-    "OperatorsName": "operators",
-    "PerformingPhysicianName": "performing_physician",
-    "NameOfPhysiciansReadingStudy": "reading_physicians",
-    "StationName": "station_name",
-    "DeviceSerialNumber": "device_serial_number",
-}
-
 #: HU window used for CT slices whose file carries no VOI LUT / window (and no ``window`` argument).
 DEFAULT_CT_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 _SUPPORTED_PI = ("MONOCHROME1", "MONOCHROME2")
 #: BodyPartExamined values (PS3.16 CID 4031 code meanings, upper case) accepted as a chest without a flag.
 _CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "CHEST_ABDOMEN", "CHESTABDOMEN", "CHEST_TO_PELVIS",
                                "TORSO", "HEART", "RIB", "RIBS"})
 #: ViewPosition values of lateral projections (PS3.3 C.8.11.5.1.1 / CID 4010 abbreviations).
 _LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLO", "RLO"})
-
-
-# --------------------------------------------------------------------------------------------------- detection
-def _is_nifti(path: Path, head: bytes) -> bool:
-    """NIfTI-1/2 header (``sizeof_hdr`` 348 or 540, magic ``n+1``/``ni1``/``n+2``/``ni2``), gzipped or not."""
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-
-        try:
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(544)
-        except (OSError, EOFError):
-            return False
-    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
-        return True
-    return len(head) >= 540 and head[4:7] in (b"n+2", b"ni2")
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _dicom_has_pixels(path: Path) -> bool:
-    """True when the DICOM header declares an image (Rows present); False for waveforms, reports, DICOMDIR."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "SOPClassUID"])
-    except Exception:  # noqa: BLE001 - detection never raises
-        return False
-    return "Rows" in ds
-
-
-def detect_image_format(path: str | os.PathLike[str]) -> str | None:
-    """Detect an imaging input format from the content (not the file name).
-
-    Args:
-        path: A file or a folder.
-
-    Returns:
-        ``"dicom-image"`` (DICOM Part 10 file with pixel data), ``"png"``, ``"jpeg"``, ``"nifti"`` (``.nii`` or
-        ``.nii.gz``, by header), ``"dicom-series"`` (a folder holding at least one DICOM image file), or None
-        (not an imaging input medzs reads, e.g. a DICOM ECG waveform or a text file).
-    """
-    p = Path(path)
-    if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and _is_dicom_file(f) and _dicom_has_pixels(f):
-                return "dicom-series"
-        return None
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(544)
-    except OSError:
-        return None
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom-image" if _dicom_has_pixels(p) else None
-    if head.startswith(_PNG_MAGIC):
-        return "png"
-    if head.startswith(_JPEG_MAGIC):
-        return "jpeg"
-    if _is_nifti(p, head):
-        return "nifti"
-    return None
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -244,47 +136,6 @@ def _pixel_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None, lis
             continue
         return (vals[0], vals[1]), kw, notes
     return None, None, notes
-
-
-def _identifiers(ds: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for kw, key in DICOM_IDENTIFIERS.items():
-        v = ds.get(kw)
-        if v is not None and str(v).strip():
-            out[key] = str(v)
-    return out
-
-
-def _decode_error(p: Path, ds: Any, exc: Exception) -> RecordError:
-    """A RecordError naming the transfer syntax and what would decode it."""
-    from pydicom.uid import UID
-
-    tsuid = UID(str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""))
-    ts_name = tsuid.name if tsuid else "absent"
-    if not tsuid:
-        return RecordError(f"{p}: TransferSyntaxUID: absent from the file meta, cannot decode pixel data ({exc})")
-    packages = DECODER_PACKAGES.get(str(tsuid))
-    missing = ""
-    try:
-        from pydicom.pixels import get_decoder
-
-        dec = get_decoder(tsuid)
-        if not dec.is_available:
-            missing = "; pydicom plugins missing: " + ", ".join(dec.missing_dependencies)
-            return RecordError(
-                f"{p}: PixelData: transfer syntax {tsuid} ({ts_name}) cannot be decoded here; install "
-                f"{packages or 'a pydicom pixel-data plugin for it'}{missing}"
-            )
-    except NotImplementedError:
-        return RecordError(
-            f"{p}: PixelData: transfer syntax {tsuid} ({ts_name}) has no pixel-data decoder in pydicom "
-            f"{'(install ' + packages + ')' if packages else '(convert the file, e.g. with dcmtk dcmdjpeg/gdcmconv)'}"
-        )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return RecordError(
-        f"{p}: PixelData: decoding transfer syntax {tsuid} ({ts_name}) failed ({first}); "
-        f"decoders for it: {packages or 'pydicom'}"
-    )
 
 
 def _stored_range(ds: Any) -> tuple[float, float]:
@@ -601,34 +452,44 @@ def read_image(
     }
 
 
-def read_imaging(
+def read_any_image(
     path: str | os.PathLike[str],
+    format: str | None = None,
     modality: str | None = "cxr",
     *,
     series_uid: str | None = None,
     window: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Read any imaging input, dispatching on :func:`detect_image_format` (for engines and batch scoring).
+    """Read any imaging input: the engine's reader for modalities ``cxr`` and ``ct``.
 
     PNG/JPEG/single-frame DICOM -> :func:`read_image` (2-D sample, key ``image``); a DICOM series folder, a NIfTI
-    file or a multi-frame DICOM -> :func:`medzs.io.ct.read_volume` (volume sample, key ``volume``).
+    file or a multi-frame DICOM -> :mod:`medzs.io.ct` (volume sample, key ``volume``).
+
+    Args:
+        path: File or folder.
+        format: A name from :data:`IMAGE_FORMATS` when known (skips content detection), else None.
+        modality: As :func:`read_image` (``"cxr"``, ``"ct"`` or None).
+        series_uid: Series to read from a folder holding several.
+        window: HU / modality-LUT window for 2-D DICOM (:func:`read_image`).
 
     Raises:
-        RecordError: unknown format, or whatever the chosen reader raises.
+        RecordError: unknown format name or content, or whatever the chosen reader raises.
     """
     p = Path(path)
-    fmt = detect_image_format(p)
+    if format is not None and format not in IMAGE_FORMATS:
+        raise RecordError(f"{p}: format {format!r}: expected one of {IMAGE_FORMATS} or None")
+    fmt = format or detect_image_format(p)
     if fmt in ("dicom-series", "nifti"):
-        from medzs.io.ct import read_volume
+        from medzs.io.ct import read_ct_series, read_nifti
 
-        return read_volume(p, series_uid)
+        return read_ct_series(p, series_uid) if fmt == "dicom-series" else read_nifti(p)
     if fmt == "dicom-image":
         import pydicom
 
         try:
             n_frames = int(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["NumberOfFrames"])
                            .get("NumberOfFrames", 1) or 1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OSError):
             n_frames = 1
         if n_frames > 1:
             from medzs.io.ct import read_ct_dicom
@@ -649,6 +510,6 @@ __all__ = [
     "IMAGE_FORMATS",
     "detect_image_format",
     "quality_flags",
+    "read_any_image",
     "read_image",
-    "read_imaging",
 ]
