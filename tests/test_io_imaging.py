@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 pydicom = pytest.importorskip("pydicom", reason="the imaging extra (pydicom) is not installed")
+pytest.importorskip("nibabel", reason="the imaging extra (nibabel) is not installed")
 
 from medzs.errors import RecordError
 from medzs.io.ct import (
@@ -548,6 +549,7 @@ def test_preprocess_image_modes(imaging: Path) -> None:
 
 def test_preprocess_volume_orientation_is_exact(imaging: Path) -> None:
     """With the series' own grid, Orientation to RAS (output axes SAR) only flips H (P->A) and W (L->R)."""
+    pytest.importorskip("monai", reason="the imaging extra (monai) is not installed")
     from medzs.spec import VolumeInputSpec
     from medzs.transforms.image import PreprocessVolumed, preprocess_volume
 
