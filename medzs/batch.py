@@ -94,16 +94,18 @@ BASE_COLUMNS: tuple[str, ...] = ("record_id", "record_index", "source_format", "
 
 
 # ---------------------------------------------------------------------------------------------- discovery
-def discover_records(inputs: Sequence[str | os.PathLike[str]]) -> list[Record]:
+def discover_records(inputs: Sequence[str | os.PathLike[str]], modality: str = "ecg") -> list[Record]:
     """Expand inputs to a deterministic list of records (:func:`medzs.io.discover.discover_files`, which documents
-    the rules); ``index`` is 0..N-1 in that order.
+    the rules); ``index`` is 0..N-1 in that order. Folder walks pick ECG file types for ``modality="ecg"``, image
+    types (DICOM, PNG, JPEG, NIfTI) otherwise.
 
     Raises:
         SpecError: a glob that matches nothing, a path that does not exist, or a malformed manifest.
     """
-    from medzs.io.discover import discover_files
+    from medzs.io.discover import IMAGE_EXTENSIONS, discover_files
 
-    return [Record(i, path, sid) for i, (path, sid) in enumerate(discover_files(inputs))]
+    exts = FOLDER_EXTENSIONS if modality == "ecg" else IMAGE_EXTENSIONS
+    return [Record(i, path, sid) for i, (path, sid) in enumerate(discover_files(inputs, extensions=exts))]
 
 
 def records_fingerprint(records: Sequence[Record]) -> str:
@@ -381,7 +383,7 @@ def score_files(
     out: str | os.PathLike[str],
     *,
     model: str,
-    task: str,
+    task: Any,
     weights: str | os.PathLike[str] | None = None,
     engine: str = "local",
     batch_size: int = 32,
@@ -417,7 +419,7 @@ def score_files(
         model: Registry name (``medzs models``): an embedding model, or a scorer such as ``ecg-criteria.kb``
             (measurements + knowledge-base criteria, no weights; classes it cannot score are NaN columns).
         weights: Checkpoint path overriding the model's.
-        task: Task name (:mod:`medzs.data.tasks`); one score column per class.
+        task: Task name (:mod:`medzs.data.tasks`) or a :class:`~medzs.data.tasks.Task`; one score column per class.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data, :mod:`medzs.batch_ray`).
         batch_size: Records per encoder batch (memory is flat in the number of records).
         shard_size: Records per Parquet shard (the unit of resumption).
@@ -461,7 +463,8 @@ def score_files(
     if hash_ids and not salt:
         raise SpecError("hash_ids: a salt is required (pass salt=, or --salt-env VAR with VAR set)")
     out = Path(out)
-    the_task = get_task(task)
+    the_task = get_task(task) if isinstance(task, str) else task
+    task = the_task.name
     classes = list(the_task.classes)
     criteria_name = model if model in registry.SCORERS else hybrid
     if model in registry.SCORERS:
@@ -479,7 +482,7 @@ def score_files(
                             f"got {hybrid!r}")
     weights = str(weights) if weights is not None else (config.weights if config is not None else None)
     model_label = f"{model}+{hybrid}" if hybrid else model
-    records = discover_records(inputs)
+    records = discover_records(inputs, modality=config.modality if config is not None else "ecg")
     if not records:
         raise SpecError(f"inputs {[os.fspath(i) for i in inputs]}: no ECG file found")
     n = len(records)
@@ -605,7 +608,8 @@ def score_files(
                       options={"address": ray_address, "num_actors": ray_actors,
                                "cpus_per_actor": ray_cpus_per_actor, "num_cpus": ray_num_cpus,
                                "show_progress": progress},
-                      criteria=criteria_name, task=task, engine_options=engine_options)
+                      criteria=criteria_name, task=the_task if criteria_name else None,
+                      engine_options=engine_options)
             del loaded
             try:
                 for s, e, rows in _engine(engine)(job):

@@ -510,7 +510,7 @@ class Job:
     progress: Callable[[int], None] = lambda n: None
     options: dict[str, Any] = field(default_factory=dict)
     criteria: str | None = None
-    task: str | None = None
+    task: Any = None
     engine_options: dict[str, Any] = field(default_factory=dict)
 
 
