@@ -313,11 +313,11 @@ class Engine:
 
     # -- one record -------------------------------------------------------------------------------------
     def read(self, record: Record) -> dict[str, Any]:
-        """Read, check and preprocess one record; never raises.
+        """Read one record, run the quality rule and the criteria measurements; never raises.
 
         Returns:
-            ``{"format", "x" (preprocessed array or None), "m" (criteria measurements or None), "flags",
-            "error" (exception or None)}``.
+            ``{"format", "sample" (to preprocess), "m" (criteria measurements or None), "flags",
+            "error" (exception or None)}``; :meth:`read_batch` adds ``"x"``, the preprocessed array.
         """
         out: dict[str, Any] = {"format": record.format, "x": None, "m": None, "flags": None, "error": None}
         with reading(record) as caught:
@@ -327,7 +327,7 @@ class Engine:
                 if self._quality is not None:
                     out["flags"] = self._quality(sample)
                 if self._prep is not None:
-                    out["x"] = self._prep(sample)
+                    out["sample"] = sample  # preprocessed per batch (:meth:`read_batch`)
                 if self.criteria is not None:  # measured on the signal as read (measure_ecg resamples itself)
                     out["m"] = self.criteria.measure([sample])[0]
             except Exception as exc:  # noqa: BLE001 - every failure of one record becomes an error row
@@ -338,6 +338,36 @@ class Engine:
             logger.debug("record #%d: %d warning(s) while reading (%s)", record.index, len(caught),
                          ", ".join(sorted({w.category.__name__ for w in caught})))
         return out
+
+    def read_batch(self, records: Sequence[Record]) -> list[dict[str, Any]]:
+        """:meth:`read` each record, then preprocess the batch from the InputSpec (ECGs: one band-pass call per
+        group of equal length, :func:`medzs.transforms.ecg.preprocess_many`); never raises."""
+        read = [self.read(r) for r in records]
+        todo = [i for i, r in enumerate(read) if r["error"] is None and r.get("sample") is not None]
+        if not todo:
+            return read
+        from medzs.spec import ECGInputSpec
+
+        if isinstance(self.spec, ECGInputSpec):
+            from medzs.transforms.ecg import preprocess_many
+
+            with redact_logs():
+                results = preprocess_many([read[i]["sample"] for i in todo], self.spec)
+        else:
+            results = []
+            for i in todo:
+                with reading(records[i]):
+                    try:
+                        results.append(self._prep(read[i]["sample"]))
+                    except Exception as exc:  # noqa: BLE001
+                        results.append(exc)
+        for i, res in zip(todo, results, strict=True):
+            if isinstance(res, BaseException):
+                read[i]["error"] = res
+            else:
+                read[i]["x"] = res
+            read[i].pop("sample", None)
+        return read
 
     # -- a batch of read records -------------------------------------------------------------------------
     def _forward(self, xs: Sequence[np.ndarray]) -> np.ndarray:
@@ -421,7 +451,7 @@ class Engine:
     def score(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         """Read and score a batch of records (:meth:`read` + :meth:`score_read`); never raises for a bad record."""
         with redact_logs():
-            return self.score_read(records, [self.read(r) for r in records])
+            return self.score_read(records, self.read_batch(records))
 
     def stream(self, records: Iterable[Record], batch_size: int = 64, prefetch: bool = True,
                progress: Callable[[int], None] | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -449,8 +479,7 @@ class Engine:
             if buf:
                 yield buf
 
-        def read_batch(batch: list[Record]) -> list[dict[str, Any]]:
-            return [self.read(r) for r in batch]
+        read_batch = self.read_batch
 
         with redact_logs():
             if not prefetch:
