@@ -354,8 +354,15 @@ def _load_merl(model, config: ModelConfig, path: Path) -> None:
     from medzs.encoders.resnet1d import merl_ecg_state_dict
 
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    if isinstance(blob, dict):
+        for key in ("model_state_dict", "state_dict"):  # training checkpoints: {"model_state_dict": ...}
+            if isinstance(blob.get(key), dict):
+                blob = blob[key]
+                break
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in blob.items()}
+    # some transformers versions save this buffer, others do not register it: not a weight
+    if "lm_model.embeddings.position_ids" not in model.text.state_dict():
+        state.pop("lm_model.embeddings.position_ids", None)
     ecg_state = merl_ecg_state_dict(state)
     _strict_load(model.ecg, ecg_state, config.name, path)
     text_state = {k: v for k, v in state.items() if k.startswith(("lm_model.", "proj_t."))}

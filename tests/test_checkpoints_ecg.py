@@ -307,3 +307,36 @@ def test_melp_safetensors_embeds_a_ptbxl_record(tmp_path, ptbxl_record) -> None:
     save_file(state, str(p3))
     with pytest.raises(SpecError, match=r"melp_missing\.safetensors.*'ln_contrast\.bias' missing"):
         registry.create_model("melp-ecg.release", weights=p3, **over)
+
+
+def test_merl_text_folder_with_config_and_tokenizer_only(tmp_path, tiny_bert, ptbxl_record) -> None:
+    """A MedCPT folder without weights is enough: the full checkpoint carries lm_model.*."""
+    import shutil
+
+    folder = tmp_path / "medcpt-config-only"
+    folder.mkdir()
+    for f in tiny_bert.iterdir():
+        if f.suffix in (".json", ".txt"):
+            shutil.copy(f, folder / f.name)
+    assert not list(folder.glob("*.safetensors"))
+    ref, _ = _reference("merl-resnet18.release", text_model=str(tiny_bert))
+    path = tmp_path / "r18_bestZeroShotAll_ckpt.pth"
+    torch.save(ref.state_dict(), path)
+    model = registry.create_model("merl-resnet18.release", weights=path, text_model=str(folder))
+    _assert_same_weights(model, ref)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.encode_text(["normal ecg"]).numpy(), ref.encode_text(["normal ecg"]).numpy(),
+                                   atol=1e-5)
+
+
+def test_legacy_ecg_resnet18_merl_accepts_training_checkpoints_and_position_ids(tmp_path, tiny_bert) -> None:
+    """The older ``ecg-resnet18.merl`` entry (ECGTextModel) also reads module.-prefixed training files."""
+    ref, _ = _reference("ecg-resnet18.merl", text_model=str(tiny_bert))
+    state = {k.replace("ecg.", "", 1): v for k, v in ref.ecg.state_dict().items()}
+    state.update({k: v for k, v in ref.text.state_dict().items()})
+    state["lm_model.embeddings.position_ids"] = torch.arange(300).unsqueeze(0)
+    path = tmp_path / "legacy_3_ckpt.pth"
+    torch.save({"epoch": 3, "model_state_dict": {"module." + k: v for k, v in state.items()}}, path)
+    model = registry.create_model("ecg-resnet18.merl", weights=path, text_model=str(tiny_bert))
+    for k, v in ref.ecg.state_dict().items():
+        assert torch.equal(model.ecg.state_dict()[k], v), k

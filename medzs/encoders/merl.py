@@ -168,7 +168,13 @@ class MERLModel(nn.Module):
 
             local = resolve_text_model_path(text_model)
             self.tokenizer = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
-            self.lm_model = AutoModel.from_pretrained(str(local), local_files_only=True, add_pooling_layer=True)
+            if any(local.glob("*.safetensors")) or any(local.glob("pytorch_model*.bin")):
+                self.lm_model = AutoModel.from_pretrained(str(local), local_files_only=True, add_pooling_layer=True)
+            else:  # config + tokenizer only: the weights come from the MERL checkpoint (lm_model.*)
+                from transformers import AutoConfig
+
+                self.lm_model = AutoModel.from_config(AutoConfig.from_pretrained(str(local), local_files_only=True),
+                                                      add_pooling_layer=True)
             hidden = int(self.lm_model.config.hidden_size)
             self.proj_t = nn.Sequential(nn.Linear(hidden, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, proj_out))
 
