@@ -37,7 +37,7 @@ def subsample_indices(n: int, fraction: float, seed: int = 0) -> np.ndarray:
         raise ValueError(f"subsample_indices: no training records (n={n})")
     if fraction == 1:
         return np.arange(n)
-    k = max(1, int(round(fraction * n)))
+    k = max(1, round(fraction * n))
     return np.sort(np.random.default_rng(seed).permutation(n)[:k])
 
 

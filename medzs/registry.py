@@ -359,7 +359,7 @@ def _load_merl(model, config: ModelConfig, path: Path) -> None:
             if isinstance(blob.get(key), dict):
                 blob = blob[key]
                 break
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in blob.items()}
+    state = {(k.removeprefix("module.")): v for k, v in blob.items()}
     # some transformers versions save this buffer, others do not register it: not a weight
     if "lm_model.embeddings.position_ids" not in model.text.state_dict():
         state.pop("lm_model.embeddings.position_ids", None)

@@ -16,7 +16,12 @@ from medzs.benchmarks.merl import (
     pre_transform_for,
     run_merl_benchmark,
 )
-from medzs.data.merl import BENCHMARKS, chapman_exact_labels, chapman_substring_labels, load_benchmark
+from medzs.data.merl import (
+    BENCHMARKS,
+    chapman_exact_labels,
+    chapman_substring_labels,
+    load_benchmark,
+)
 from medzs.errors import SpecError
 from medzs.io.detect import read_ecg
 
@@ -236,7 +241,7 @@ def test_run_merl_benchmark_builds_the_table(splits_root, ptbxl_super_embeddings
     def embed(records, *, pre_transform, input_spec):
         return np.stack([by_id.get(r.id, np.zeros(256)) for r in records])
 
-    prompts = lambda classes: {c: [c.lower()] for c in classes}  # noqa: E731
+    prompts = lambda classes: {c: [c.lower()] for c in classes}
     out = run_merl_benchmark("faithful", score, prompts, splits_root=splits_root, n_boot=50,
                              benchmarks=["ptbxl-super", "cpsc2018", "chapman"])
     rows = {r["benchmark"]: r for r in out["rows"]}
@@ -261,6 +266,11 @@ def test_run_merl_benchmark_builds_the_table(splits_root, ptbxl_super_embeddings
     probe = row["linear_probe"][1.0]
     assert probe["n_train_found"] == 1464 and probe["n_val_found"] == 229 and 0 < probe["auroc"] < 1
     assert calls[-1][3] is None  # corrected: the model's own preprocessing
+    from medzs.spec import ECGInputSpec
+
+    with pytest.raises(SpecError, match="faithful protocol feeds 12 x 5000 .* expects 12 x 1000 @ 100 Hz"):
+        run_merl_benchmark("faithful", score, prompts, splits_root=splits_root, model="m",
+                           model_input_spec=ECGInputSpec(fs=100.0))
     with pytest.raises(SpecError, match="no prompts for class"):
         run_merl_benchmark("faithful", score, {"NORM": ["normal"]}, splits_root=splits_root,
                            benchmarks=["ptbxl-super"], n_boot=10)

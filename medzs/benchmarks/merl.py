@@ -103,6 +103,7 @@ def run_merl_benchmark(
     model: str | None = None,
     weights: str | None = None,
     prompts_file: str | None = None,
+    model_input_spec: Any = None,
 ) -> dict[str, Any]:
     """Run the benchmarks and build the per-benchmark table.
 
@@ -119,6 +120,8 @@ def run_merl_benchmark(
         min_test_positives: ``corrected`` only: classes with fewer positives among the test records found are dropped.
         n_boot, seed: Bootstrap resamples and seed for :func:`medzs.metrics.evaluate`.
         model, weights, prompts_file: Recorded in the result (provenance).
+        model_input_spec: The model's own InputSpec; under ``faithful`` its shape must be MERL's ``(12, 5000)``
+            (checked before anything runs).
 
     Returns:
         ``{"protocol", "model", "weights", "prompts_file", "rows": [one dict per benchmark], "mean_auroc",
@@ -129,8 +132,8 @@ def run_merl_benchmark(
         (fraction -> {auroc, ci_low, ci_high, n_train, skipped, chosen_c}), ``status``.
 
     Raises:
-        SpecError: unknown protocol/benchmark, prompts missing a class, a callable returning a wrong shape, or
-            ``linear_probe`` without ``embed``.
+        SpecError: unknown protocol/benchmark, prompts missing a class, a callable returning a wrong shape,
+            ``linear_probe`` without ``embed``, or (``faithful``) a model whose input is not 12 x 5000.
     """
     import pandas as pd
 
@@ -144,6 +147,11 @@ def run_merl_benchmark(
         raise SpecError(f"benchmark merl: unknown benchmark {unknown[0]!r} (expected {list(BENCHMARKS)})")
     if linear_probe and embed is None:
         raise SpecError("benchmark merl: linear_probe needs an embed(records) callable")
+    if protocol == "faithful" and model_input_spec is not None and \
+            tuple(model_input_spec.shape) != tuple(MERL_FAITHFUL_SPEC.shape):
+        raise SpecError(f"benchmark merl: the faithful protocol feeds {MERL_FAITHFUL_SPEC.describe()} "
+                        f"(MERL's preprocessing); model {model or ''} expects {model_input_spec.describe()}: "
+                        f"use --protocol corrected (each encoder's own preprocessing)")
     roots = dict(records_roots or {})
     spec = MERL_FAITHFUL_SPEC if protocol == "faithful" else None
     rows: list[dict[str, Any]] = []

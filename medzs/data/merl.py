@@ -42,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def default_records_root(source: str) -> Path:
 
 
 def _tokens(diagnose: Any) -> list[str]:
-    if diagnose is None or (isinstance(diagnose, float) and diagnose != diagnose):
+    if diagnose is None or (isinstance(diagnose, float) and math.isnan(diagnose)):
         return []
     return [t.strip() for t in str(diagnose).split(",") if t.strip()]
 
@@ -355,7 +356,7 @@ class MERLBenchmarkData:
                     return p, True, "cpsc2018"
             return None, False, None
         rel = str(row["ecg_path"]).lstrip("/")
-        rel = rel[len("chapman/"):] if rel.startswith("chapman/") else rel
+        rel = rel.removeprefix("chapman/")
         stem = Path(rel).stem
         for p in (root / Path(rel).with_suffix(".hea"), root / f"{stem}.hea"):
             if p.is_file():
@@ -369,7 +370,8 @@ class MERLBenchmarkData:
         for rid, (_, row) in zip(ids, df.iterrows()):
             path, native, fmt = self._locate(row)
             group = None
-            if self.spec.source == "ptbxl" and row.get("patient_id") == row.get("patient_id"):
+            pid = row.get("patient_id")
+            if self.spec.source == "ptbxl" and pid is not None and not (isinstance(pid, float) and math.isnan(pid)):
                 group = str(int(float(row["patient_id"])))
             out.append((rid, path, native, fmt, group))
         return out

@@ -348,7 +348,7 @@ def load_ecgfm_checkpoint(model: ECGFMModel, config: Any, path: Path) -> None:
     if not isinstance(state, dict):
         raise SpecError(f"model {name}: checkpoint {path}: expected a fairseq checkpoint with a 'model' state dict")
     if "encoder.feature_extractor.conv_layers.0.0.weight" in state:
-        state = {(k[len("encoder."):] if k.startswith("encoder.") else k): v for k, v in state.items()}
+        state = {(k.removeprefix("encoder.")): v for k, v in state.items()}
     strict_load(model.ecg, _weight_norm_keys(state), name, path, ignored=ECGFM_UNUSED)
 
 
