@@ -275,3 +275,19 @@ def test_run_merl_benchmark_builds_the_table(splits_root, ptbxl_super_embeddings
         run_merl_benchmark("faithful", score, {"NORM": ["normal"]}, splits_root=splits_root,
                            benchmarks=["ptbxl-super"], n_boot=10)
     assert set(BENCHMARKS) == {"ptbxl-super", "ptbxl-sub", "ptbxl-form", "ptbxl-rhythm", "cpsc2018", "chapman"}
+
+
+def test_merl_dataset_adapter_follows_the_dataset_protocol(splits_root) -> None:
+    from medzs.data.base import Dataset
+    from medzs.data.merl import MERLDataset
+
+    ds = MERLDataset(benchmark="chapman", protocol="corrected", splits_root=splits_root)
+    assert isinstance(ds, Dataset) and ds.partial and ds.modality == "ecg"
+    assert [r.id for r in ds.records("test")] == [] and len(ds.records("all")) == 8
+    y = ds.labels(["AF", "AFIB", "ST"])
+    assert y.shape == (16546 + 1860 + 4620, 3)
+    assert y.loc["JS20001"].tolist() == [0.0, 0.0, 1.0]  # "APB,ST,IDC"
+    with pytest.raises(SpecError, match="class 'XYZ' not labelled"):
+        ds.labels(["XYZ"])
+    sup = MERLDataset(benchmark="ptbxl-super", native_only=True, splits_root=splits_root)
+    assert len(sup.records("test")) == 64

@@ -104,6 +104,7 @@ def run_merl_benchmark(
     weights: str | None = None,
     prompts_file: str | None = None,
     model_input_spec: Any = None,
+    native_only: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmarks and build the per-benchmark table.
 
@@ -120,6 +121,7 @@ def run_merl_benchmark(
         min_test_positives: ``corrected`` only: classes with fewer positives among the test records found are dropped.
         n_boot, seed: Bootstrap resamples and seed for :func:`medzs.metrics.evaluate`.
         model, weights, prompts_file: Recorded in the result (provenance).
+        native_only: Score only records stored at MERL's rate (PTB-XL 500 Hz; the mirror holds 100 Hz for most).
         model_input_spec: The model's own InputSpec; under ``faithful`` its shape must be MERL's ``(12, 5000)``
             (checked before anything runs).
 
@@ -163,7 +165,7 @@ def run_merl_benchmark(
                                "ci_low": float("nan"), "ci_high": float("nan"), "n_classes": 0, "n_pos": {},
                                "per_class": {}, "dropped": {}, "excluded": [], "linear_probe": {},
                                "status": "ok", "citation": data.citation}
-        refs = data.records("test")
+        refs = data.records("test", native_only=native_only)
         if not refs:
             row["status"] = "no test records found locally"
             rows.append(row)
@@ -218,7 +220,7 @@ def _probe(data, classes, protocol, embed, test_refs: list[RecordRef], y_test, f
     from medzs.linear_probe import linear_probe
     from medzs.metrics import evaluate
 
-    tr, va = data.records("train"), data.records("val")
+    tr, va = data.records("train"), data.records("val")  # the engine resamples 100 Hz-only PTB-XL records
     if not tr or not va:
         return {float(f): {"auroc": float("nan"), "status": "train or val records not found locally"}
                 for f in fractions}

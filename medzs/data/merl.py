@@ -65,6 +65,7 @@ __all__ = [
     "SPLITS",
     "MERLBenchmark",
     "MERLBenchmarkData",
+    "MERLDataset",
     "chapman_exact_labels",
     "chapman_substring_labels",
     "default_records_root",
@@ -229,6 +230,7 @@ class MERLBenchmarkData:
                              else default_records_root(self.spec.source))
         self.citation = self.spec.citation + "; benchmark: " + _CITE_MERL
         self._tables: dict[str, pd.DataFrame] = {}
+        self._scans: dict[str, list[tuple[str, Path | None, bool, str | None, str | None]]] = {}
 
     def __repr__(self) -> str:
         return f"MERLBenchmarkData({self.name!r}, splits_root={str(self.splits_root)!r})"
@@ -364,10 +366,15 @@ class MERLBenchmarkData:
         return None, False, None
 
     def _scan(self, split: str) -> list[tuple[str, Path | None, bool, str | None, str | None]]:
+        if split not in self._scans:
+            self._scans[split] = self._scan_files(split)
+        return self._scans[split]
+
+    def _scan_files(self, split: str) -> list[tuple[str, Path | None, bool, str | None, str | None]]:
         df = self.table(split)
         ids = self._ids(df)
         out = []
-        for rid, (_, row) in zip(ids, df.iterrows()):
+        for rid, row in zip(ids, df.to_dict("records")):
             path, native, fmt = self._locate(row)
             group = None
             pid = row.get("patient_id")
@@ -431,3 +438,59 @@ def load_benchmark(name: str, splits_root: str | os.PathLike[str] | None = None,
                    records_root: str | os.PathLike[str] | None = None) -> MERLBenchmarkData:
     """Shorthand for :class:`MERLBenchmarkData`."""
     return MERLBenchmarkData(name, splits_root=splits_root, records_root=records_root)
+
+
+class MERLDataset:
+    """One MERL benchmark as a :class:`~medzs.data.base.Dataset` (for the generic engine and pipelines).
+
+    Args:
+        root: Records folder (None: :func:`default_records_root` of the benchmark's source).
+        benchmark: A name of :data:`BENCHMARKS`.
+        protocol: ``faithful`` or ``corrected`` (which label matrix :meth:`labels` returns).
+        splits_root: Folder of the published split files.
+        native_only: Keep only records at MERL's rate (PTB-XL 500 Hz).
+
+    ``records("test")`` etc. list the split's records found locally; ``records("all")`` is train + val + test.
+    ``labels(classes)`` covers the records of every split (a record belongs to exactly one split).
+
+    Raises:
+        SpecError: as :class:`MERLBenchmarkData`, or a protocol not in :data:`PROTOCOLS`.
+    """
+
+    modality = "ecg"
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, benchmark: str = "ptbxl-super",
+                 protocol: str = "faithful", splits_root: str | os.PathLike[str] | None = None,
+                 native_only: bool = False) -> None:
+        if protocol not in PROTOCOLS:
+            raise SpecError(f"dataset merl: protocol expected one of {PROTOCOLS}, got {protocol!r}")
+        self.data = MERLBenchmarkData(benchmark, splits_root=splits_root, records_root=root)
+        self.name = f"merl-{benchmark}"
+        self.root = self.data.records_root
+        self.protocol = protocol
+        self.native_only = native_only
+        self.citation = self.data.citation
+        cov = self.data.coverage("test")
+        self.partial = cov["found"] < cov["expected"]
+
+    def splits(self) -> list[str]:
+        return ["all", *SPLITS]
+
+    def records(self, split: str = "all") -> list[RecordRef]:
+        if split == "all":
+            return [r for s in SPLITS for r in self.data.records(s, native_only=self.native_only)]
+        if split not in SPLITS:
+            raise SpecError(f"dataset {self.name}: split expected one of {self.splits()}, got {split!r}")
+        return self.data.records(split, native_only=self.native_only)
+
+    def label_codes(self) -> list[str]:
+        return list(self.data.classes)
+
+    def labels(self, classes: Sequence[str]) -> pd.DataFrame:
+        import pandas as pd
+
+        unknown = [c for c in classes if c not in self.data.classes]
+        if unknown:
+            raise SpecError(f"dataset {self.name}: class {unknown[0]!r} not labelled (codes: {self.data.classes})")
+        frames = [self.data.labels(s, self.protocol) for s in SPLITS if self.data.split_file(s).is_file()]
+        return pd.concat(frames)[list(classes)]
