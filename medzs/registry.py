@@ -269,8 +269,10 @@ register(ModelConfig(
     arch="ecgfm",
     input_spec=ECGInputSpec(fs=500.0, duration_s=5.0, normalization="zscore", crop="start"),
     embed_dim=768, text_model="",
-    source="ECG-FM release (huggingface.co/wanglab/ecg-fm, fairseq-signals checkpoint with ckpt['model']); "
-           "embedding model only (no text tower)",
+    source="ECG-FM release (huggingface.co/wanglab/ecg-fm-preprint: mimic_iv_ecg_physionet_pretrained.pt or "
+           "physionet_finetuned.pt, fairseq-signals checkpoints with ckpt['model'], BERT-base sized); embedding model "
+           "only. Input as fairseq-signals scripts/preprocess/ecg/preprocess.py (500 Hz, per-lead standardisation) "
+           "and its 5 s segments",
     licence="see the ECG-FM release",
     paper=_ECGFM_PAPER,
     description="ECG-FM wav2vec2/CMSC transformer from a local fairseq-signals .pt (12 x 2500 @ 500 Hz); linear probe only",
