@@ -291,3 +291,22 @@ def test_merl_dataset_adapter_follows_the_dataset_protocol(splits_root) -> None:
         ds.labels(["XYZ"])
     sup = MERLDataset(benchmark="ptbxl-super", native_only=True, splits_root=splits_root)
     assert len(sup.records("test")) == 64
+
+
+def test_records_are_found_in_nested_cinc_layouts(tmp_path, splits_root, shared_data) -> None:
+    """CPSC2018 as PhysioNet/CinC 2020 lays it out (training/cpsc_2018/g1/A1983.hea+.mat) and the original .mat."""
+    import shutil
+
+    cinc = shared_data / "ecg" / "cinc-samples" / "cinc2021_georgia_chapman"
+    g1 = tmp_path / "cpsc" / "training" / "cpsc_2018" / "g1"
+    g1.mkdir(parents=True)
+    shutil.copy(shared_data / "ecg" / "cinc-samples" / "cpsc2018" / "A1984.mat", tmp_path / "cpsc" / "A1984.mat")
+    # a CinC-format record under the CPSC name (content is irrelevant to the lookup)
+    shutil.copy(cinc / "JS20001.mat", g1 / "A1983.mat")
+    (g1 / "A1983.hea").write_text((cinc / "JS20001.hea").read_text().replace("JS20001", "A1983"))
+    b = load_benchmark("cpsc2018", splits_root=splits_root, records_root=tmp_path / "cpsc")
+    refs = {r.id: r for r in b.records("test")}
+    assert refs["A1983"].format == "cinc" and refs["A1983"].path.endswith("g1/A1983.hea")
+    assert refs["A1984"].format == "cpsc2018"
+    assert b.coverage("test") == {"expected": 1376, "found": 2, "found_native": 2}
+    assert read_ecg(refs["A1983"].path, format="cinc")["signal"].shape == (12, 5000)

@@ -15,7 +15,8 @@ Split-file layouts (first label column in brackets):
   ``<root>/<filename_hr>`` (500 Hz, what MERL reads) or, when only that is missing, ``<root>/<filename_lr>``
   (100 Hz; counted in ``found`` but not in ``found_native``).
 - ICBEB ``patient_id, ecg_id, filename, validation, age, sex, scp_codes, <classes...>`` [7]; the record is the
-  CPSC2018 original ``<root>/<filename>.mat`` (``A0001.mat``...). (MERL read a WFDB conversion named by
+  CPSC2018 original ``<root>/<filename>.mat`` (``A0001.mat``...) or its PhysioNet/CinC 2020 re-encoding
+  ``<filename>.hea`` + ``.mat`` (also in sub-folders such as ``g1/``). (MERL read a WFDB conversion named by
   ``ecg_id``; ``filename`` is the original CPSC record name.)
 - Chapman ``ecg_path, age, diagnose, <classes...>`` [3]; ``ecg_path`` is ``/chapman/WFDBRecords/18/186/
   JS18048.mat`` in the PhysioNet *ecg-arrhythmia* layout; the record is looked up there under ``<root>`` and,
@@ -231,6 +232,7 @@ class MERLBenchmarkData:
         self.citation = self.spec.citation + "; benchmark: " + _CITE_MERL
         self._tables: dict[str, pd.DataFrame] = {}
         self._scans: dict[str, list[tuple[str, Path | None, bool, str | None, str | None]]] = {}
+        self._index: dict[str, tuple[Path, str]] | None = None
 
     def __repr__(self) -> str:
         return f"MERLBenchmarkData({self.name!r}, splits_root={str(self.splits_root)!r})"
@@ -353,17 +355,32 @@ class MERLBenchmarkData:
             return None, False, None
         if src == "cpsc2018":
             name = str(row["filename"]).strip()
-            for p in (root / f"{name}.mat", root / "training" / f"{name}.mat"):
-                if p.is_file():
-                    return p, True, "cpsc2018"
-            return None, False, None
+            if (root / f"{name}.hea").is_file():  # PhysioNet/CinC 2020 re-encoding (WFDB header + .mat)
+                return root / f"{name}.hea", True, "cinc"
+            if (root / f"{name}.mat").is_file():  # the original CPSC2018 .mat
+                return root / f"{name}.mat", True, "cpsc2018"
+            return self._indexed(name)
         rel = str(row["ecg_path"]).lstrip("/")
         rel = rel.removeprefix("chapman/")
         stem = Path(rel).stem
         for p in (root / Path(rel).with_suffix(".hea"), root / f"{stem}.hea"):
             if p.is_file():
                 return p, True, "cinc"
-        return None, False, None
+        return self._indexed(stem)
+
+    def _indexed(self, stem: str) -> tuple[Path | None, bool, str | None]:
+        """Fallback for nested layouts (CinC ``training/cpsc_2018/g1/``, other Chapman trees): one recursive
+        index of the records root by file stem, built on first use."""
+        if self._index is None:
+            self._index = {}
+            if self.records_root.is_dir():
+                for p in sorted(self.records_root.rglob("*.mat")):
+                    hea = p.with_suffix(".hea")
+                    self._index.setdefault(p.stem, (hea, "cinc") if hea.is_file() else (p, "cpsc2018"))
+        hit = self._index.get(stem)
+        if hit is None or (self.spec.source == "chapman" and hit[1] != "cinc"):
+            return None, False, None
+        return hit[0], True, hit[1]
 
     def _scan(self, split: str) -> list[tuple[str, Path | None, bool, str | None, str | None]]:
         if split not in self._scans:
