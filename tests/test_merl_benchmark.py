@@ -310,3 +310,23 @@ def test_records_are_found_in_nested_cinc_layouts(tmp_path, splits_root, shared_
     assert refs["A1984"].format == "cpsc2018"
     assert b.coverage("test") == {"expected": 1376, "found": 2, "found_native": 2}
     assert read_ecg(refs["A1983"].path, format="cinc")["signal"].shape == (12, 5000)
+
+
+def test_model_callables_score_real_records_end_to_end(splits_root) -> None:
+    """Reference engine: the embedded medzs model scores the two local CPSC2018 test records (corrected protocol)."""
+    from medzs import registry
+    from medzs.benchmarks.merl import model_callables
+
+    model = registry.create_model("ecg-resnet18.medzs-ptbxl")
+    embed, score = model_callables(model)
+    out = run_merl_benchmark("corrected", score, lambda cl: {c: [f"{c} on the ECG"] for c in cl},
+                             splits_root=splits_root, benchmarks=["cpsc2018"], min_test_positives=1, n_boot=20,
+                             model="ecg-resnet18.medzs-ptbxl", model_input_spec=model.config.input_spec)
+    row = out["rows"][0]
+    assert row["n_test"] == 2 and set(row["n_pos"]) == {"NORM", "STD"} and len(row["dropped"]) == 7
+    assert row["auroc"] in (0.0, 0.5, 1.0)  # two records: each class AUROC is 0 or 1
+    refs = load_benchmark("cpsc2018", splits_root=splits_root).records("test")
+    e = embed(refs, pre_transform=cpsc_first_2500, input_spec=None)
+    assert e.shape == (2, 256) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    with pytest.raises(SpecError, match="faithful protocol feeds"):
+        run_merl_benchmark("faithful", score, {}, splits_root=splits_root, model_input_spec=model.config.input_spec)

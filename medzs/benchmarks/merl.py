@@ -39,8 +39,17 @@ from medzs.registry import MERL_FAITHFUL_SPEC, MERL_LEADS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CPSC_KEEP_SAMPLES", "DEFAULT_MIN_TEST_POSITIVES", "MERL_FAITHFUL_SPEC", "MERL_LEADS", "cpsc_first_2500",
-           "merl_faithful_array", "pre_transform_for", "run_merl_benchmark"]
+__all__ = [
+    "CPSC_KEEP_SAMPLES",
+    "DEFAULT_MIN_TEST_POSITIVES",
+    "MERL_FAITHFUL_SPEC",
+    "MERL_LEADS",
+    "cpsc_first_2500",
+    "merl_faithful_array",
+    "model_callables",
+    "pre_transform_for",
+    "run_merl_benchmark",
+]
 
 #: CPSC2018 samples MERL keeps before zero-padding to 5,000 ("the first 2500 points as METS did").
 CPSC_KEEP_SAMPLES = 2500
@@ -235,3 +244,50 @@ def _probe(data, classes, protocol, embed, test_refs: list[RecordRef], y_test, f
                              "n_train": res.n_train, "n_train_found": len(tr), "n_val_found": len(va),
                              "skipped": res.skipped, "chosen_c": res.chosen_c, "not_scored": macro["not_scored"]}
     return out
+
+
+def model_callables(model: Any, batch_size: int = 64) -> tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]:
+    """A plain ``(embed, score)`` pair for :func:`run_merl_benchmark` from a registry model (reference engine).
+
+    Records are read with :func:`medzs.io.detect.read_ecg` (``RecordRef.format``), passed through ``pre_transform``,
+    preprocessed with ``input_spec`` (None: ``model.config.input_spec``) and embedded with ``model.encode_signal``
+    in batches; embeddings are cached per (record, pre-step, spec) within the pair. A class's text embedding is
+    the mean of its L2-normalised prompt embeddings, re-normalised (MERL's ``get_class_emd``; one prompt per
+    class in its published file); scores are cosine similarities.
+
+    Raises:
+        RecordError: an unreadable record (names it). SpecError: ``encode_text`` of a model without a text tower.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from medzs.io.detect import read_ecg
+    from medzs.transforms.ecg import preprocess
+
+    cache: dict[tuple[str, str, Any, Any], np.ndarray] = {}
+
+    def embed(records: Sequence[RecordRef], *, pre_transform: Any = None, input_spec: Any = None) -> np.ndarray:
+        spec = input_spec or model.config.input_spec
+        key = lambda r: (r.id, r.path, pre_transform, spec)
+        todo = [r for r in records if key(r) not in cache]
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i:i + batch_size]
+            xs = []
+            for r in chunk:
+                sample = read_ecg(r.path, format=r.format, **dict(r.read_kwargs))
+                xs.append(preprocess(pre_transform(sample) if pre_transform else sample, spec))
+            with torch.no_grad():
+                emb = model.encode_signal(torch.from_numpy(np.stack(xs))).float().cpu().numpy()
+            for r, e in zip(chunk, emb):
+                cache[key(r)] = e
+        return np.stack([cache[key(r)] for r in records]) if records else np.zeros((0, 0))
+
+    def score(records: Sequence[RecordRef], classes: Sequence[str], prompts: Mapping[str, Sequence[str]], *,
+              pre_transform: Any = None, input_spec: Any = None) -> np.ndarray:
+        e = embed(records, pre_transform=pre_transform, input_spec=input_spec)
+        with torch.no_grad():
+            t = torch.stack([F.normalize(F.normalize(model.encode_text(list(prompts[c])), dim=-1).mean(0), dim=0)
+                             for c in classes]).float().cpu().numpy()
+        return e @ t.T
+
+    return embed, score
