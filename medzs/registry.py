@@ -321,13 +321,17 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: the checkpoint is missing.
-        SpecError: sha256 mismatch, or keys/shapes that do not match the architecture.
+        SpecError: empty (0-byte) or unreadable file, sha256 mismatch, or keys/shapes that do not match the
+            architecture.
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model {config.name}: checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise SpecError(f"model {config.name}: checkpoint {path} is empty (0 bytes; expected a torch checkpoint, "
+                        "e.g. an interrupted download or copy)")
     expected = config.sha256 or _card_sha256(path)
     if expected:
         got = sha256_file(path)
@@ -340,7 +344,15 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
                             f"(known: {', '.join(sorted(CHECKPOINT_FORMATS))})")
         _import(CHECKPOINT_FORMATS[fmt])(model, config, path)
         return
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise SpecError(f"model {config.name}: checkpoint {path} cannot be read by torch.load "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; expected a torch "
+                        "checkpoint file)") from exc
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
+        raise SpecError(f"model {config.name}: checkpoint {path}: no 'state_dict' (expected a medzs checkpoint "
+                        "{'state_dict': ...})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     expected_keys = set(model.shipped_state_dict())
     missing, unexpected = expected_keys - set(state), set(state) - expected_keys

@@ -468,7 +468,7 @@ class MERLDataset:
         native_only: Keep only records at MERL's rate (PTB-XL 500 Hz).
 
     ``records("test")`` etc. list the split's records found locally; ``records("all")`` is train + val + test.
-    ``labels(classes)`` covers the records of every split (a record belongs to exactly one split).
+    ``labels(task)`` covers the records of every split (a record belongs to exactly one split).
 
     Raises:
         SpecError: as :class:`MERLBenchmarkData`, or a protocol not in :data:`PROTOCOLS`.
@@ -503,9 +503,15 @@ class MERLDataset:
     def label_codes(self) -> list[str]:
         return list(self.data.classes)
 
-    def labels(self, classes: Sequence[str]) -> pd.DataFrame:
+    def labels(self, task: Any) -> pd.DataFrame:
+        """1/0 labels of the benchmark's published classes for every split's records (the chosen protocol).
+
+        Args:
+            task: A :class:`medzs.data.tasks.Task` (its ``classes``) or a sequence of class codes.
+        """
         import pandas as pd
 
+        classes = list(getattr(task, "classes", task))
         unknown = [c for c in classes if c not in self.data.classes]
         if unknown:
             raise SpecError(f"dataset {self.name}: class {unknown[0]!r} not labelled (codes: {self.data.classes})")
