@@ -250,7 +250,9 @@ def normalize(signal: np.ndarray, method: str = "none", scale: float = 1.0, eps:
     Args:
         signal: ``(leads, samples)``, mV.
         method: ``"none"``; ``"zscore"``: per lead, ``(x - mean) / std`` (a flat lead becomes 0);
-            ``"minmax"``: per record to [0, 1] (a flat record becomes 0); ``"scale"``: ``x / scale``.
+            ``"minmax"``: one global min and max over the whole ``(leads, samples)`` array, ``(x - min) / (max - min)``
+            to [0, 1] (a flat record becomes 0; MERL adds 1e-8 to the denominator, a relative difference below
+            float32 precision for any real ECG); ``"scale"``: ``x / scale``.
         scale: Divisor for ``"scale"``.
         eps: Standard deviations / ranges below this count as flat.
 
@@ -301,8 +303,9 @@ def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: fl
     """Turn a sample into what an encoder with ``spec`` expects.
 
     Order (docs/architecture.md): validate (:func:`check_signal`) -> reorder leads by name -> resample to
-    ``spec.fs`` -> band-pass ``spec.bandpass_hz`` (if any) -> centre crop / zero pad to ``spec.n_samples`` ->
-    ``spec.normalization``.
+    ``spec.fs`` -> band-pass ``spec.bandpass_hz`` (if any) -> crop (``spec.crop``: centre or start) / zero pad
+    (at the end for ``"start"``) to ``spec.n_samples`` -> ``spec.normalization`` (``"minmax"``: one global
+    min-max over the whole ``(leads, samples)`` array, as MERL does).
 
     Args:
         sample: medzs sample dict (``signal`` ``(leads, samples)`` mV, ``leads``, ``fs``; ``id``/``path`` name it
@@ -322,7 +325,7 @@ def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: fl
     x = resample(x, fs, spec.fs)
     if spec.bandpass_hz is not None:
         x = bandpass(x, spec.fs, spec.bandpass_hz[0], spec.bandpass_hz[1])
-    x = crop_or_pad(x, spec.n_samples, mode="center")
+    x = crop_or_pad(x, spec.n_samples, mode=spec.crop)
     x = normalize(x, spec.normalization, spec.scale)
     return np.ascontiguousarray(x, dtype=np.float32)
 
