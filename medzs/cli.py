@@ -15,10 +15,12 @@ kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, query, s
 prompts_app = typer.Typer(no_args_is_help=True, help="Class prompts (CKEPE): build and show.")
 train_app = typer.Typer(no_args_is_help=True, help="Train models.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: download from their official homes.")
+bench_app = typer.Typer(no_args_is_help=True, help="Reproduce published benchmarks (faithful and corrected).")
 app.add_typer(kb_app, name="kb")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(train_app, name="train")
 app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="benchmark")
 
 
 def _version(value: bool) -> None:
@@ -362,6 +364,68 @@ def score(
         typer.echo(f"medzs: {res.n_error} of {res.n_records} rows are error rows "
                    f"({res.n_error / res.n_records:.1%} > --max-error-rate {max_error_rate:g})", err=True)
         raise typer.Exit(1)
+
+
+@bench_app.command("merl")
+def benchmark_merl(
+    protocol: str = typer.Option("corrected", help="faithful (MERL's published preprocessing, label columns and "
+                                                   "raw cosines) | corrected (exact-match labels, each encoder's "
+                                                   "own preprocessing, rare classes dropped and listed)"),
+    model: Optional[str] = typer.Option(None, help="Registry name (default: ecg-resnet18.medzs-ptbxl for corrected, "
+                                                   "merl-resnet18.release for faithful)."),
+    weights: Optional[Path] = typer.Option(None, help="Checkpoint (e.g. a MERL *_bestZeroShotAll_ckpt.pth)."),
+    text_model: Optional[Path] = typer.Option(None, help="Local text-encoder folder the checkpoint needs "
+                                                         "(e.g. MedCPT-Query-Encoder for MERL)."),
+    prompts_file: Optional[Path] = typer.Option(None, help="Prompt file in MERL's published JSON format (class code "
+                                                           "-> descriptor string); default: medzs's CKEPE prompts."),
+    linear_probe: Optional[str] = typer.Option(None, help="Training fractions for linear probes, e.g. "
+                                                          "0.01,0.1,1.0 (C chosen on the val split only)."),
+    benchmarks: Optional[str] = typer.Option(None, help="Comma-separated subset of ptbxl-super, ptbxl-sub, "
+                                                        "ptbxl-form, ptbxl-rhythm, cpsc2018, chapman."),
+    splits_root: Optional[Path] = typer.Option(None, help="Published split files (default: $MEDZS_MERL_SPLITS or "
+                                                          "the shared mirror)."),
+    ptbxl_root: Optional[Path] = typer.Option(None, help="PTB-XL records (default: the local mirror)."),
+    cpsc_root: Optional[Path] = typer.Option(None, help="CPSC2018 records."),
+    chapman_root: Optional[Path] = typer.Option(None, help="Chapman-Shaoxing-Ningbo records."),
+    min_test_positives: int = typer.Option(10, min=1, help="corrected: classes with fewer test positives are "
+                                                          "dropped and listed."),
+    n_boot: int = typer.Option(1000, min=0, max=100_000, help="Bootstrap resamples for the CIs."),
+    out: Path = typer.Option(Path("runs/benchmark-merl"), help="Folder for results.json and report.html."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Zero-shot (and linear-probe) macro AUROC on MERL's six ECG benchmarks, with the published splits."""
+    _setup(verbose)
+    from medzs.benchmarks.merl import benchmark_cli
+
+    if protocol not in ("faithful", "corrected"):
+        raise typer.BadParameter(f"expected faithful or corrected, got {protocol!r}", param_hint="--protocol")
+    fractions = None
+    if linear_probe:
+        try:
+            fractions = [float(x) for x in linear_probe.split(",") if x.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"expected fractions like 0.01,0.1,1.0, got {linear_probe!r}",
+                                     param_hint="--linear-probe") from None
+        if not fractions or any(not 0 < f <= 1 for f in fractions):
+            raise typer.BadParameter(f"fractions must be in (0, 1], got {linear_probe!r}", param_hint="--linear-probe")
+    for name, pth, kind in (("--weights", weights, "file"), ("--prompts-file", prompts_file, "file"),
+                            ("--text-model", text_model, "dir"), ("--splits-root", splits_root, "dir"),
+                            ("--ptbxl-root", ptbxl_root, "dir"), ("--cpsc-root", cpsc_root, "dir"),
+                            ("--chapman-root", chapman_root, "dir")):
+        if pth is not None and not (pth.is_file() if kind == "file" else pth.is_dir()):
+            raise typer.BadParameter(f"{pth} is not a {'file' if kind == 'file' else 'folder'}", param_hint=name)
+    if out.is_file():
+        raise typer.BadParameter(f"{out} is a file (expected a folder)", param_hint="--out")
+    res = benchmark_cli(protocol=protocol, model=model, weights=weights, text_model=text_model,
+                        prompts_file=prompts_file, linear_probe=fractions,
+                        benchmarks=[b.strip() for b in benchmarks.split(",")] if benchmarks else None,
+                        splits_root=splits_root,
+                        records_roots={k: v for k, v in (("ptbxl", ptbxl_root), ("cpsc2018", cpsc_root),
+                                                         ("chapman", chapman_root)) if v is not None},
+                        min_test_positives=min_test_positives, n_boot=n_boot, out=out)
+    typer.echo(res["text"])
+    for name, path in res["files"].items():
+        typer.echo(f"{name}: {path}")
 
 
 @data_app.command("ptbxl")

@@ -254,12 +254,14 @@ class Engine:
         embeddings: Also return each record's ``(D,)`` embedding (for linear probes).
         quality: Run the modality's plausibility checks (:mod:`medzs.quality`).
         modality: Overrides the model's modality (``"ecg"`` for a criteria scorer alone).
+        pre_transform: ``sample -> sample`` applied right after reading, before the checks (e.g. a benchmark's
+            published pre-step, :func:`medzs.benchmarks.merl.cpsc_first_2500`).
     """
 
     def __init__(self, model: Any = None, class_scorer: Any = None, criteria: Any = None, task: Any = None,
                  fusion: str = "per-record", fusion_weight: float = 0.5, softmax: bool = False,
                  precision: str = "fp32", embeddings: bool = False, quality: bool = True,
-                 modality: str | None = None) -> None:
+                 modality: str | None = None, pre_transform: Callable[[Any], Any] | None = None) -> None:
         if model is None and criteria is None:
             raise SpecError("Engine: give a model, a criteria scorer, or both")
         if model is not None and class_scorer is None and not embeddings:
@@ -286,6 +288,7 @@ class Engine:
         self.softmax = bool(softmax)
         self.precision = resolve_precision(precision, model.config if model is not None else None)
         self.embeddings = bool(embeddings)
+        self.pre_transform = pre_transform
         self._prep = preprocessor(self.spec) if self.spec is not None else None
         self._quality = quality_check(self.modality) if quality else None
         if class_scorer is not None:
@@ -324,6 +327,8 @@ class Engine:
             try:
                 fmt, sample = read_record(record, self.modality)
                 out["format"] = fmt
+                if self.pre_transform is not None:
+                    sample = self.pre_transform(sample)
                 if self._quality is not None:
                     out["flags"] = self._quality(sample)
                 if self._prep is not None:
