@@ -120,6 +120,11 @@ def zeroshot(
         cfg.engine["precision"] = precision
     res = run_zeroshot(cfg, out_dir=out)
     console = Console()
+    if res.get("benchmark"):
+        console.print(res["text"], soft_wrap=True, highlight=False)
+        for name, path in res["files"].items():
+            console.print(f"{name}: {path}")
+        return
     title = f"{cfg.name}: zero-shot AUROC ({res['n_records']} records, {cfg.model['name']})"
     if res.get("n_errors"):
         title += f"; {res['n_errors']} record(s) could not be scored (listed in metrics.json)"

@@ -90,7 +90,39 @@ def _schema():
         def _model_name(cls, v: Any) -> Any:
             return {"name": v} if isinstance(v, str) else v
 
-    return Pipeline
+    class BenchmarkSpec(_Strict):
+        suite: Literal["merl"] = "merl"
+        name: Literal["ptbxl-super", "ptbxl-sub", "ptbxl-form", "ptbxl-rhythm", "cpsc2018", "chapman"]
+        splits_root: StrictStr | None = None
+        split: Literal["test"] = "test"
+        protocol: Literal["faithful", "corrected"] = "corrected"
+        min_test_positives: StrictInt = Field(default=10, ge=1)
+        linear_probe: list[float] | None = None
+
+    class BenchModel(_Strict):
+        name: StrictStr
+        weights: StrictStr | None = None
+        text_model: StrictStr | None = None
+
+    class BenchPrompts(_Strict):
+        file: StrictStr | None = None
+
+    class BenchDataset(_Strict):
+        name: StrictStr
+        root: StrictStr | None = None
+
+    class BenchmarkPipeline(_Strict):
+        name: StrictStr
+        task: StrictStr
+        benchmark: BenchmarkSpec
+        dataset: BenchDataset
+        model: BenchModel
+        prompts: BenchPrompts = BenchPrompts()
+        scoring: ScoringSpec = ScoringSpec()
+        metrics: MetricsSpec = MetricsSpec()
+        output: StrictStr = "runs/out"
+
+    return Pipeline, BenchmarkPipeline
 
 
 #: Conditions with fewer test positives than this are shown (flagged) but left out of the headline macro AUROC,
@@ -131,6 +163,7 @@ class PipelineConfig:
                                                             "quality": True})
     output: str = "runs/out"
     path: str = ""
+    benchmark: dict[str, Any] | None = None
 
 
 def _first_error(path: Path, exc: Any) -> SpecError:
@@ -158,11 +191,26 @@ def parse_pipeline(raw: Any, path: str | Path = "<memory>") -> PipelineConfig:
     if not isinstance(raw, dict):
         raise SpecError(f"pipeline {path}: expected a mapping of fields (name, task, dataset, model, ...), "
                         f"got {type(raw).__name__}")
+    pipeline_model, benchmark_model = _schema()
     try:
-        cfg = _schema().model_validate(raw)
+        cfg = (benchmark_model if "benchmark" in raw else pipeline_model).model_validate(raw)
     except ValidationError as exc:
         raise _first_error(path, exc) from None
     d = cfg.model_dump()
+    if "benchmark" in d:  # a published benchmark (medzs benchmark merl), run through the same engine
+        from medzs import registry
+
+        if d["model"]["name"] not in registry.list_models():
+            raise SpecError(f"pipeline {path}: field 'model.name': unknown model {d['model']['name']!r}")
+        for key in ("weights", "text_model"):
+            v = d["model"].get(key)
+            if v is not None and not Path(v).exists():
+                raise SpecError(f"pipeline {path}: field 'model.{key}': {v} does not exist")
+        if d["prompts"].get("file") is not None and not Path(d["prompts"]["file"]).is_file():
+            raise SpecError(f"pipeline {path}: field 'prompts.file': {d['prompts']['file']} is not a file")
+        return PipelineConfig(name=d["name"], task=d["task"], dataset=d["dataset"], model=d["model"],
+                              prompts=d["prompts"], scoring=d["scoring"], metrics=d["metrics"], output=d["output"],
+                              path=str(path), benchmark=d["benchmark"])
     from medzs import registry
     from medzs.data.base import DATASETS
     from medzs.scoring import FUSIONS  # noqa: F401
@@ -264,6 +312,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     Raises:
         SpecError: the task's classes and the dataset's labels do not fit, or no record is left.
     """
+    if cfg.benchmark is not None:
+        return _run_benchmark(cfg, out_dir)
     import numpy as np
 
     from medzs import __version__, registry
@@ -393,6 +443,23 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
                          macro=macro, provenance=provenance)
     return {"table": table, "macro": macro, "files": files, "n_records": int(ok.sum()), "n_errors": len(errors),
             "errors": errors, "task": task, "dataset": ds}
+
+
+def _run_benchmark(cfg: PipelineConfig, out_dir: str | Path | None) -> dict[str, Any]:
+    """A ``benchmark:`` pipeline: :func:`medzs.benchmarks.merl.benchmark_cli` for that one benchmark."""
+    from medzs.benchmarks.merl import benchmark_cli
+    from medzs.data.merl import BENCHMARKS
+
+    b = cfg.benchmark or {}
+    source = BENCHMARKS[b["name"]].source
+    roots = {source: _resolve(cfg.dataset["root"])} if cfg.dataset.get("root") else {}
+    res = benchmark_cli(protocol=b["protocol"], model=cfg.model["name"], weights=_resolve(cfg.model.get("weights")),
+                        text_model=_resolve(cfg.model.get("text_model")), prompts_file=_resolve(cfg.prompts.get("file")),
+                        linear_probe=b.get("linear_probe"), benchmarks=[b["name"]],
+                        splits_root=_resolve(b.get("splits_root")), records_roots=roots,
+                        min_test_positives=int(b["min_test_positives"]), n_boot=int(cfg.metrics["n_boot"]),
+                        out=Path(out_dir or cfg.output))
+    return {"benchmark": True, **res}
 
 
 def default_env() -> None:
