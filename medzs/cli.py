@@ -86,24 +86,43 @@ def zeroshot(
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the pipeline's `output`)."),
     model: Optional[str] = typer.Option(None, help="Registry name overriding the pipeline's model."),
     weights: Optional[Path] = typer.Option(None, help="Checkpoint path overriding the model's weights."),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | auto: encoder precision (default: the "
+                                                       "pipeline's engine.precision)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score a dataset zero-shot and print AUROC per condition (with n positives and 95 % CI)."""
     _setup(verbose)
     from rich.console import Console
 
+    from medzs.engine import PRECISIONS
+    from medzs.errors import SpecError
     from medzs.pipeline import load_pipeline, run_zeroshot
     from medzs.report import format_table
 
+    if precision is not None and precision not in PRECISIONS:
+        raise SpecError(f"--precision: expected one of {PRECISIONS}, got {precision!r}")
+    if out is not None and out.is_file():
+        raise SpecError(f"--out: {out} is a file (expected a folder for scores.csv, metrics.json, report.html)")
+    if weights is not None and not weights.is_file():
+        raise SpecError(f"--weights: {weights} is not a file (expected a checkpoint)")
     cfg = load_pipeline(pipeline)
     if model:
+        from medzs import registry
+
+        if model not in registry.list_models() and model not in registry.SCORERS:
+            raise SpecError(f"--model: unknown model {model!r} (see `medzs models`)")
         cfg.model["name"] = model
     if weights:
         cfg.model["weights"] = str(weights)
+    if precision:
+        cfg.engine["precision"] = precision
     res = run_zeroshot(cfg, out_dir=out)
     console = Console()
-    console.print(format_table(res["table"], res["macro"], title=f"{cfg.name}: zero-shot AUROC "
-                                                               f"({res['n_records']} records, {cfg.model['name']})"))
+    title = f"{cfg.name}: zero-shot AUROC ({res['n_records']} records, {cfg.model['name']})"
+    if res.get("n_errors"):
+        title += f"; {res['n_errors']} record(s) could not be scored (listed in metrics.json)"
+    console.print(format_table(res["table"], res["macro"], title=title, names=res["task"].display_names),
+                  soft_wrap=True, highlight=False)
     for name, path in res["files"].items():
         console.print(f"{name}: {path}")
 
@@ -286,8 +305,8 @@ def score(
     ray_actors: Optional[int] = typer.Option(None, help="Ray scoring actors (default: one per CPU)."),
     hash_ids: bool = typer.Option(False, "--hash-ids", help="Write a salted SHA-256 (HMAC) of each source id."),
     salt_env: str = typer.Option("MEDZS_ID_SALT", help="Environment variable holding the salt for --hash-ids."),
-    batch_size: int = typer.Option(32, help="Records per encoder batch."),
-    shard_size: int = typer.Option(1024, help="Records per Parquet shard (unit of resumption)."),
+    batch_size: int = typer.Option(64, min=1, max=4096, help="Records per encoder batch."),
+    shard_size: int = typer.Option(1024, min=1, help="Records per Parquet shard (unit of resumption)."),
     weights: Optional[Path] = typer.Option(None, help="Checkpoint path overriding the model's weights."),
     prompts_writer: str = typer.Option("grounded", help="grounded | names"),
     prompts_cache: Optional[Path] = typer.Option(
@@ -296,7 +315,14 @@ def score(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard OUT.shards/ of a different run."),
     keep_shards: bool = typer.Option(False, "--keep-shards", help="Keep OUT.shards/ after the merge."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    threads: Optional[int] = typer.Option(None, help="Torch threads of the local engine (default: torch's)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads of the local engine (default: torch's)."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 | auto (bf16 only where the CPU computes it natively "
+                                               "and the model card records an AUROC check)."),
+    quality: bool = typer.Option(True, "--quality/--no-quality", help="Run the plausibility checks "
+                                                                      "(quality_flags column; docs/batch.md)."),
+    max_error_rate: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                                   help="Exit with code 1 when more than this fraction of rows are "
+                                                        "error rows (the Parquet file is still written)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score ECG files of any supported format into a Parquet file; resumable (docs/batch.md)."""
@@ -304,7 +330,20 @@ def score(
 
     _setup(verbose)
     from medzs.batch import score_files
+    from medzs.engine import PRECISIONS
+    from medzs.errors import SpecError
     from medzs.pipeline import REPO_ROOT
+
+    if out.is_dir():
+        raise SpecError(f"--out: {out} is a folder (expected a .parquet file path)")
+    if not out.parent.exists():
+        raise SpecError(f"--out: folder {out.parent} does not exist")
+    if precision not in PRECISIONS:
+        raise SpecError(f"--precision: expected one of {PRECISIONS}, got {precision!r}")
+    if engine not in ("local", "ray"):
+        raise SpecError(f"--engine: expected 'local' or 'ray', got {engine!r}")
+    if weights is not None and not weights.is_file():
+        raise SpecError(f"--weights: {weights} is not a file (expected a checkpoint)")
 
     salt = None
     if hash_ids:
@@ -317,8 +356,12 @@ def score(
                       batch_size=batch_size, shard_size=shard_size, hash_ids=hash_ids, salt=salt,
                       prompts_writer=prompts_writer, prompts_cache=cache, softmax=softmax, overwrite=overwrite,
                       keep_shards=keep_shards, progress=progress, torch_threads=threads, ray_address=ray_address,
-                      ray_actors=ray_actors, hybrid=hybrid)
+                      ray_actors=ray_actors, hybrid=hybrid, precision=precision, quality=quality)
     typer.echo(json.dumps(res.to_dict(), indent=2))
+    if max_error_rate is not None and res.n_records and res.n_error / res.n_records > max_error_rate:
+        typer.echo(f"medzs: {res.n_error} of {res.n_records} rows are error rows "
+                   f"({res.n_error / res.n_records:.1%} > --max-error-rate {max_error_rate:g})", err=True)
+        raise typer.Exit(1)
 
 
 @data_app.command("ptbxl")
