@@ -53,6 +53,7 @@ Example:
     >>> report = check_ecg(sample)  # doctest: +SKIP
     >>> row["quality_flags"] = quality_flags_str(report)  # doctest: +SKIP
     >>> enforce(report, sample)  # doctest: +SKIP  (raises RecordError for an error finding)
+    >>> flags = check_and_enforce(sample)  # doctest: +SKIP  (both in one call: what the engine runs per record)
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ __all__ = [
     "PAD_MIN_S",
     "Finding",
     "QualityReport",
+    "check_and_enforce",
     "check_ecg",
     "enforce",
     "quality_flags_str",
@@ -372,6 +374,29 @@ def check_and_enforce(sample: Mapping[str, Any]) -> str | None:
     Raises:
         RecordError: the rule turns the record into an error row; the exception carries the flags in its
             ``quality_flags`` attribute so that the error row keeps them.
+    """
+    report = check_ecg(sample)
+    flags = quality_flags_str(report) or None
+    try:
+        enforce(report, sample)
+    except RecordError as exc:
+        exc.quality_flags = flags  # type: ignore[attr-defined]
+        raise
+    return flags
+
+
+def check_and_enforce(sample: Mapping[str, Any]) -> str | None:
+    """The engine's per-record quality stage: :func:`check_ecg`, then :func:`enforce`.
+
+    Args:
+        sample: A medzs ECG sample dict (see :func:`check_ecg`).
+
+    Returns:
+        The ``quality_flags`` value (:func:`quality_flags_str`), or None for a clean record.
+
+    Raises:
+        RecordError: an error finding (the rule in :data:`ERROR_CODES`); the exception carries the record's
+            flags as ``exc.quality_flags`` so that the error row keeps them.
     """
     report = check_ecg(sample)
     flags = quality_flags_str(report) or None
