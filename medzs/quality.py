@@ -353,13 +353,18 @@ def enforce(report: QualityReport, sample: Mapping[str, Any]) -> None:
     Raises:
         RecordError: one line naming the file, the field, what was found and what was expected, e.g.
             ``"E07836.hea: quality uncalibrated_gain:II: field 'adc_gain' ADC gain 0 (...) (expected a calibrated
-            ADC gain in ADC units per mV)"``; further errors are listed by tag.
+            ADC gain in ADC units per mV)"``; further errors are summarised by code (``"; also
+            amplitude_implausible (11 leads)"``); the full list is in :func:`quality_flags_str`.
     """
     errors = report.errors
     if not errors:
         return
     first = errors[0]
-    more = f"; also {', '.join(f.tag for f in errors[1:])}" if len(errors) > 1 else ""
+    counts: dict[str, int] = {}
+    for f in errors[1:]:
+        counts[f.code] = counts.get(f.code, 0) + 1
+    more = ("; also " + ", ".join(f"{code} ({n} lead{'s' if n > 1 else ''})" if any(
+        f.lead for f in errors[1:] if f.code == code) else code for code, n in counts.items())) if counts else ""
     lead = f" of lead {first.lead!r}" if first.lead else ""
     raise RecordError(f"{_where(sample)}: quality {first.tag}: field {first.field!r}{lead}: {first.detail} "
                       f"(expected {first.expected}){more}")
