@@ -53,6 +53,7 @@ Example:
     >>> report = check_ecg(sample)  # doctest: +SKIP
     >>> row["quality_flags"] = quality_flags_str(report)  # doctest: +SKIP
     >>> enforce(report, sample)  # doctest: +SKIP  (raises RecordError for an error finding)
+    >>> flags = check_and_enforce(sample)  # doctest: +SKIP  (both in one call: what the engine runs per record)
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ __all__ = [
     "PAD_MIN_S",
     "Finding",
     "QualityReport",
+    "check_and_enforce",
     "check_ecg",
     "enforce",
     "quality_flags_str",
@@ -351,13 +353,18 @@ def enforce(report: QualityReport, sample: Mapping[str, Any]) -> None:
     Raises:
         RecordError: one line naming the file, the field, what was found and what was expected, e.g.
             ``"E07836.hea: quality uncalibrated_gain:II: field 'adc_gain' ADC gain 0 (...) (expected a calibrated
-            ADC gain in ADC units per mV)"``; further errors are listed by tag.
+            ADC gain in ADC units per mV)"``; further errors are summarised by code (``"; also
+            amplitude_implausible (11 leads)"``); the full list is in :func:`quality_flags_str`.
     """
     errors = report.errors
     if not errors:
         return
     first = errors[0]
-    more = f"; also {', '.join(f.tag for f in errors[1:])}" if len(errors) > 1 else ""
+    counts: dict[str, int] = {}
+    for f in errors[1:]:
+        counts[f.code] = counts.get(f.code, 0) + 1
+    more = ("; also " + ", ".join(f"{code} ({n} lead{'s' if n > 1 else ''})" if any(
+        f.lead for f in errors[1:] if f.code == code) else code for code, n in counts.items())) if counts else ""
     lead = f" of lead {first.lead!r}" if first.lead else ""
     raise RecordError(f"{_where(sample)}: quality {first.tag}: field {first.field!r}{lead}: {first.detail} "
                       f"(expected {first.expected}){more}")
@@ -372,6 +379,29 @@ def check_and_enforce(sample: Mapping[str, Any]) -> str | None:
     Raises:
         RecordError: the rule turns the record into an error row; the exception carries the flags in its
             ``quality_flags`` attribute so that the error row keeps them.
+    """
+    report = check_ecg(sample)
+    flags = quality_flags_str(report) or None
+    try:
+        enforce(report, sample)
+    except RecordError as exc:
+        exc.quality_flags = flags  # type: ignore[attr-defined]
+        raise
+    return flags
+
+
+def check_and_enforce(sample: Mapping[str, Any]) -> str | None:
+    """The engine's per-record quality stage: :func:`check_ecg`, then :func:`enforce`.
+
+    Args:
+        sample: A medzs ECG sample dict (see :func:`check_ecg`).
+
+    Returns:
+        The ``quality_flags`` value (:func:`quality_flags_str`), or None for a clean record.
+
+    Raises:
+        RecordError: an error finding (the rule in :data:`ERROR_CODES`); the exception carries the record's
+            flags as ``exc.quality_flags`` so that the error row keeps them.
     """
     report = check_ecg(sample)
     flags = quality_flags_str(report) or None

@@ -2,7 +2,7 @@
 
 - a rebuild is never seen half-done by a reader in another process (long-lived and reopening readers);
 - readers wait on the swap lock instead of failing;
-- three processes opening one fresh store at the same moment never fail;
+- processes opening one fresh store at the same moment never fail;
 - reading never creates a store; a collection of vectors of another dimension is named with its fix.
 """
 
@@ -24,14 +24,14 @@ from medzs.errors import KnowledgeBaseError
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
-       "PYTHONPATH": str(REPO)}
+       "PYTHONPATH": os.environ.get("MEDZS_TEST_PYTHONPATH", str(REPO))}
 
 
 @pytest.fixture(scope="module")
 def small_entries():
     from medzs.knowledge.loader import load_entries
 
-    return [e for e in load_entries(modality="ecg") if e.id.startswith("ecg.superclass.")]  # 5 entries, 38 passages
+    return [e for e in load_entries(modality="ecg") if e.id in ("ecg.superclass.CD", "ecg.superclass.NORM")]
 
 
 _READER = r"""
@@ -39,7 +39,12 @@ import json, sys, time
 from pathlib import Path
 from medzs.knowledge.ingest import open_collection
 from medzs.knowledge.kb import KnowledgeBase
-store, stop, ready, expected = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+from medzs.knowledge.embedding import embedding_function
+store, stop, ready, built = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[5])
+embedding_function()(["load the model while the parent builds"])
+while not built.exists():
+    time.sleep(0.05)
+expected = int(built.read_text())
 long_lived = KnowledgeBase(store, create=False)
 out = {"n": 0, "failures": [], "short": [], "times": []}
 i = 0
@@ -47,10 +52,11 @@ while not stop.exists():
     i += 1
     try:
         kb = long_lived if i % 2 else open_collection(store, "medzs-ecg")  # alternate: long-lived / reopening
+        t = time.time()
         hits = kb.query("conduction disturbance with wide QRS", k=5)
         n = kb.count()
         out["n"] += 1
-        out["times"].append(time.time())
+        out["times"].append(t)
         if len(hits) != 5 or n != expected:
             out["short"].append([len(hits), n])
     except Exception as exc:
@@ -65,19 +71,20 @@ def test_rebuild_never_seen_half_done_by_readers(tmp_path: Path, small_entries):
     from medzs.knowledge.kb import KnowledgeBase
 
     store = tmp_path / "chroma"
-    kb = KnowledgeBase(store)
-    kb.build(small_entries)
-    n = kb.count()
-    stop, ready = tmp_path / "stop", tmp_path / "ready"
-    reader = subprocess.Popen([sys.executable, "-c", _READER, str(store), str(stop), str(ready), str(n)], env=ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    stop, ready, built = tmp_path / "stop", tmp_path / "ready", tmp_path / "built"
+    reader = subprocess.Popen([sys.executable, "-c", _READER, str(store), str(stop), str(ready), "0", str(built)],
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     windows = []
     try:
+        kb = KnowledgeBase(store)  # built while the reader starts
+        kb.build(small_entries)
+        n = kb.count()
+        built.write_text(str(n))
         deadline = time.monotonic() + 120
         while not ready.exists() and reader.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), "reader did not start"
-        for _ in range(3):
+        for _ in range(2):
             t0 = time.time()
             report = kb.build(small_entries, rebuild=True)
             windows.append((t0, time.time()))
@@ -136,20 +143,25 @@ def _open_fresh(store: str, barrier, queue) -> None:
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def test_three_processes_open_a_fresh_store_at_once(tmp_path: Path):
+def test_processes_open_a_fresh_store_at_once(tmp_path: Path):
+    """Six processes (more than the three of the report, to make the race likelier) open one fresh store at the
+    same instant, four times. Without the open lock Chroma's first-open migrations race (measured with the
+    previous code: 1 failure in 60 opens, ``table collections already exists``; the report saw ``database is
+    locked``)."""
     ctx = mp.get_context("fork")
+    n_proc, rounds = 6, 4
     results = []
-    for round_ in range(3):
+    for round_ in range(rounds):
         store = str(tmp_path / f"fresh-{round_}")
-        barrier, queue = ctx.Barrier(3), ctx.Queue()
-        procs = [ctx.Process(target=_open_fresh, args=(store, barrier, queue)) for _ in range(3)]
+        barrier, queue = ctx.Barrier(n_proc), ctx.Queue()
+        procs = [ctx.Process(target=_open_fresh, args=(store, barrier, queue)) for _ in range(n_proc)]
         for p in procs:
             p.start()
         for p in procs:
             p.join(120)
         results += [queue.get(timeout=5) for _ in procs]
         assert all(p.exitcode == 0 for p in procs)
-    assert results == [("ok", 0)] * 9, results
+    assert results == [("ok", 0)] * (n_proc * rounds), [r for r in results if r[0] != "ok"]
 
 
 def test_reading_never_creates_a_store(tmp_path: Path):

@@ -18,6 +18,7 @@ from medzs.io.detect import read_ecg
 from medzs.quality import (
     AMPLITUDE_MAX_MV,
     ERROR_CODES,
+    check_and_enforce,
     check_ecg,
     enforce,
     quality_flags_str,
@@ -231,3 +232,16 @@ def test_check_is_cheap(ptbxl_hr: dict):
         check_ecg(s)
     per = (time.perf_counter() - t0) / n
     print(f"check_ecg 12x1000: {per * 1e3:.3f} ms per record")  # reported, not asserted (shared CPU)
+
+
+def test_check_and_enforce_is_what_the_engine_runs(tmp_path: Path, ptbxl_hr: dict, cinc_dir: Path):
+    from medzs.engine import quality_check
+
+    stage = quality_check("ecg")
+    assert stage is check_and_enforce  # the engine really runs this module's rule
+    assert stage(ptbxl_hr) is None  # a clean record: no flags
+    assert stage(read_ecg(cinc_dir / "JS20004.hea")) == "disconnected_lead:V2;disconnected_lead:V4;disconnected_lead:V6"
+    zeros = read_ecg(_write(tmp_path, "zeros", np.zeros_like(ptbxl_hr["signal"], dtype=np.int64), ptbxl_hr, 1000.0))
+    with pytest.raises(RecordError, match="quality all_zero") as info:
+        stage(zeros)
+    assert info.value.quality_flags == "all_zero"

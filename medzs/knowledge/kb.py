@@ -339,7 +339,11 @@ class KnowledgeBase:
         self._client: Any = None
         self._collection: Any = None
         if create:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise KnowledgeBaseError(f"{self.path}: cannot create the store folder ({exc.strerror}); expected a "
+                                         "writable folder (or pass --path)") from exc
         self._open(create)
 
     # ------------------------------------------------------------------ opening
