@@ -68,7 +68,6 @@ import numpy as np
 from medzs.errors import RecordError
 
 __all__ = [
-    "check_and_enforce",
     "AMPLITUDE_MAX_MV",
     "ERROR_CODES",
     "FLAT_RANGE_MV",
@@ -368,26 +367,6 @@ def enforce(report: QualityReport, sample: Mapping[str, Any]) -> None:
     lead = f" of lead {first.lead!r}" if first.lead else ""
     raise RecordError(f"{_where(sample)}: quality {first.tag}: field {first.field!r}{lead}: {first.detail} "
                       f"(expected {first.expected}){more}")
-
-
-def check_and_enforce(sample: Mapping[str, Any]) -> str | None:
-    """The engine's plausibility stage: :func:`check_ecg` then :func:`enforce`.
-
-    Returns:
-        The ``quality_flags`` value (None when the record is clean).
-
-    Raises:
-        RecordError: the rule turns the record into an error row; the exception carries the flags in its
-            ``quality_flags`` attribute so that the error row keeps them.
-    """
-    report = check_ecg(sample)
-    flags = quality_flags_str(report) or None
-    try:
-        enforce(report, sample)
-    except RecordError as exc:
-        exc.quality_flags = flags  # type: ignore[attr-defined]
-        raise
-    return flags
 
 
 def check_and_enforce(sample: Mapping[str, Any]) -> str | None:
