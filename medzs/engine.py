@@ -115,10 +115,8 @@ def quality_check(modality: str) -> Callable[[Mapping[str, Any]], str | None] | 
     None when the modality has no checks."""
     if modality != "ecg":
         return None
-    try:
-        from medzs.quality import check_and_enforce
-    except ImportError:  # pragma: no cover - medzs.quality ships with medzs
-        return None
+    from medzs.quality import check_and_enforce
+
     return check_and_enforce
 
 
