@@ -119,13 +119,13 @@ def test_format_table(run):
     text = format_table(table, macro, title="ptbxl-super")
     lines = text.splitlines()
     assert lines[0] == "ptbxl-super"
-    assert lines[1].split() == ["condition", "AUROC", "[95%", "CI]", "n_pos", "n_neg"]
+    assert lines[1].split() == ["condition", "AUROC", "[95%", "CI]", "n_pos", "n_neg", "flag"]
     mi = table.loc[1]
     row = next(line for line in lines if line.startswith("MI "))
     assert f"{mi['auroc']:.3f} [{mi['ci_low']:.3f}, {mi['ci_high']:.3f}]" in row
     assert row.split()[-2:] == [str(mi["n_pos"]), str(mi["n_neg"])]
     cd = next(line for line in lines if line.startswith("CD "))
-    assert "n/a" in cd and cd.split()[-2:] == ["0", "40"]
+    assert "n/a" in cd and cd.split()[-4:] == ["0", "40", "few", "positives"]
     assert lines[-1] == (f"macro AUROC {macro['auroc']:.3f} [{macro['ci_low']:.3f}, {macro['ci_high']:.3f}] "
                          "over 2 condition(s)")
     assert format_table(table, 0.5).splitlines()[-1] == "macro AUROC 0.500"
