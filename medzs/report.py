@@ -167,8 +167,10 @@ def rich_table(table: pd.DataFrame, macro: Any = None, title: str | None = None)
 
 
 def roc_figure_png(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str], table: pd.DataFrame | None = None,
-                   ncols: int = 4, dpi: int = 80) -> bytes | None:
+                   ncols: int = 4, dpi: int = 80, names: Mapping[str, str] | None = None) -> bytes | None:
     """ROC curves, one small panel per condition with a defined AUROC, as PNG bytes (matplotlib Agg).
+
+    ``names`` (class code -> condition name) titles each panel with the spelled-out name.
 
     Returns:
         PNG bytes, or None when no condition has both label values.
@@ -193,8 +195,10 @@ def roc_figure_png(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str
     for ax, (name, fpr, tpr, n_pos, auc) in zip(axes.ravel(), panels):
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
         ax.plot(fpr, tpr, lw=1.5)
-        label = f"{name}  AUROC {_fmt(auc)}" if auc is not None else name
-        ax.set_title(f"{label}\n(n_pos={n_pos})", fontsize=8)
+        full = names.get(name) if names else None
+        full = f"{name}: {full[:28]}" if full and full != name else name
+        label = f"{full}\nAUROC {_fmt(auc)}, {n_pos} positives" if auc is not None else f"{full}\n{n_pos} positives"
+        ax.set_title(label, fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)
@@ -249,6 +253,38 @@ def git_commit(path: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return (head + ("+dirty" if dirty else "")) if head else None
+
+
+#: Display names of dataset ids in the report header.
+DATASET_NAMES = {"ptbxl": "PTB-XL", "cinc2021": "PhysioNet/CinC Challenge 2021", "cpsc2018": "CPSC 2018",
+                 "folder": "folder of files"}
+
+
+def _when(value: Any) -> str | None:
+    """``2026-12-06T20:54:23+0000`` -> ``2026-12-06 20:54 UTC`` (other offsets kept); unparsable values as is."""
+    if not value:
+        return None
+    s = str(value)
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
+        try:
+            t = _dt.datetime.strptime(s, fmt)
+        except ValueError:
+            continue
+        off = t.utcoffset()
+        zone = "UTC" if off is not None and off.total_seconds() == 0 else t.strftime("UTC%z")
+        return f"{t:%Y-%m-%d %H:%M} {zone}"
+    return s
+
+
+def _command(value: Any) -> str | None:
+    """The command as a user would type it (``python -m medzs`` records ``__main__.py``)."""
+    if not value:
+        return None
+    s = str(value)
+    for prefix in ("__main__.py ", "cli.py "):
+        if s.startswith(prefix):
+            return "medzs " + s[len(prefix):]
+    return s
 
 
 def _class_names(prov: Mapping[str, Any], classes: Sequence[str]) -> dict[str, str]:
@@ -357,7 +393,8 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
     if code.get("git_commit"):
         version += f", git {code['git_commit']}"
     split = dsd.get("split")
-    ds_txt = str(dsd.get("name") or "")
+    ds_name = str(dsd.get("name") or "")
+    ds_txt = DATASET_NAMES.get(ds_name, ds_name)
     if dsd.get("root"):
         ds_txt += f" ({Path(str(dsd['root'])).name})"
     head_rows = [
@@ -367,15 +404,18 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
         ("Split", split),
         ("Records", recs),
         ("Code version", version),
-        ("Date", prov.get("created") or prov.get("time")),
+        ("Date", _when(prov.get("created") or prov.get("time"))),
         ("Pipeline", prov.get("pipeline_file") or prov.get("pipeline")),
-        ("Command", prov.get("command") or prov.get("command_line")),
+        ("Command", _command(prov.get("command") or prov.get("command_line"))),
     ]
     parts.append(_kv_table(head_rows, e))
     if dsd.get("partial_mirror"):
-        parts.append('<div class="notice"><b>Partial local mirror.</b> The dataset folder holds only part of '
-                     f"{e(str(dsd.get('name') or 'the dataset'))} ({e(str(n_total or '?'))} records in this split); "
-                     "these numbers are not comparable with published results on the full release.</div>")
+        root = Path(str(dsd["root"])).name if dsd.get("root") else "the dataset folder"
+        parts.append('<div class="notice"><b>Partial local mirror.</b> '
+                     f"<code>{e(root)}</code> holds only part of {e(DATASET_NAMES.get(ds_name, ds_name) or 'the dataset')}"
+                     f" ({e(str(n_total if n_total is not None else n_records))} records in this split). "
+                     "The numbers describe these records only and are not comparable with published results on the "
+                     "full release.</div>")
     if n_err:
         parts.append(f'<div class="notice errors"><b>{int(n_err)} record(s) could not be scored</b> and are left '
                      'out of the AUROC (see <a href="#errors">Records not scored</a>).</div>')
@@ -409,7 +449,10 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
                 parts.append("<p class=\"sub\">Without a defined AUROC (not scored by this model/scorer): "
                              f"{e(', '.join(_label(str(c), names) for c in macro['excluded'] if c in not_scored))}</p>")
     if table is not None and len(table):
-        parts.append("<h2>AUROC per condition</h2><table><tr><th>code</th><th>condition</th>"
+        parts.append("<h2>AUROC per condition</h2>"
+                     '<p class="legend">AUROC: the probability that a record with the condition scores higher than '
+                     "one without it (0.5 = chance, 1 = perfect ranking); computed from the model's scores and the "
+                     "dataset's labels.</p><table><tr><th>code</th><th>condition</th>"
                      "<th>AUROC [95% CI]</th><th>positives</th><th>negatives</th><th>flag</th></tr>")
         for rec in table.to_dict("records"):
             cell = _auc_cell(rec)
@@ -465,15 +508,26 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
                      + ". Each prompt cites the knowledge-base passages it was written from "
                        "(<code>knowledge/</code>, sources in <code>knowledge/sources.yaml</code>).</p>")
         parts.append("<details><summary>Prompts per condition</summary>")
-        for c, texts in pr["classes"].items():
+        per_prompt = pr.get("prompt_passage_ids") if isinstance(pr.get("prompt_passage_ids"), Mapping) else {}
+        order = [c for c in classes if c in pr["classes"]] + [c for c in pr["classes"] if c not in classes]
+        for c in order:
+            texts = pr["classes"][c]
             cited = pids.get(c) or []
+            pp = per_prompt.get(c) if isinstance(per_prompt.get(c), list) else None
+            if pp is not None and len(pp) != len(texts):
+                pp = None
             parts.append(f"<details><summary>{e(_label(str(c), names))}: {len(texts)} prompts, "
                          f"{len(cited)} cited passages</summary>")
-            parts.append("<table><tr><th>#</th><th>prompt</th></tr>")
+            parts.append("<table><tr><th>#</th><th>prompt</th>" + ("<th>cited passages</th>" if pp else "") + "</tr>")
             for i, t in enumerate(texts, 1):
-                parts.append(f"<tr><td class=\"num\">{i}</td><td>{e(str(t))}</td></tr>")
+                cell = ""
+                if pp:
+                    ids = pp[i - 1] or []
+                    cell = ('<td class="pid">' + ("<br>".join(f"<code>{e(str(x))}</code>" for x in ids)
+                                                  or '<span class="na">class name only</span>') + "</td>")
+                parts.append(f"<tr><td class=\"num\">{i}</td><td>{e(str(t))}</td>{cell}</tr>")
             parts.append("</table>")
-            if cited:
+            if cited and not pp:
                 parts.append("<p>Cited passages: " + ", ".join(f"<code>{e(str(p))}</code>" for p in cited) + "</p>")
             parts.append("</details>")
         parts.append("</details>")
@@ -593,7 +647,7 @@ def write_report(
         encoding="utf-8",
     )
 
-    png = roc_figure_png(y, s, classes, table) if y is not None else None
+    png = roc_figure_png(y, s, classes, table, names=_class_names(prov, classes)) if y is not None else None
     paths["html"].write_text(_html_report(table, _jsonable(m), _jsonable(prov), png, citations, len(ids),
                                                   classes),
                              encoding="utf-8")
