@@ -358,7 +358,8 @@ def render_text(result: Mapping[str, Any], console: Any = None, width: int | Non
     from rich.padding import Padding
     from rich.text import Text
 
-    con = console or Console(width=width or 100, highlight=False, color_system=None, force_terminal=False)
+    con = console or Console(width=width or 100, highlight=False, color_system=None, force_terminal=False,
+                              force_jupyter=False)
     own = console is None
     if own:
         con.begin_capture()
