@@ -167,7 +167,7 @@ def rich_table(table: pd.DataFrame, macro: Any = None, title: str | None = None)
 
 
 def roc_figure_png(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str], table: pd.DataFrame | None = None,
-                   ncols: int = 4, dpi: int = 80, names: Mapping[str, str] | None = None) -> bytes | None:
+                   ncols: int = 4, dpi: int = 100, names: Mapping[str, str] | None = None) -> bytes | None:
     """ROC curves, one small panel per condition with a defined AUROC, as PNG bytes (matplotlib Agg).
 
     ``names`` (class code -> condition name) titles each panel with the spelled-out name.
@@ -198,12 +198,12 @@ def roc_figure_png(y_true: np.ndarray, scores: np.ndarray, classes: Sequence[str
         full = names.get(name) if names else None
         full = f"{name}: {full[:28]}" if full and full != name else name
         label = f"{full}\nAUROC {_fmt(auc)}, {n_pos} positives" if auc is not None else f"{full}\n{n_pos} positives"
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label, fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("1 - specificity", fontsize=7)
-        ax.set_ylabel("sensitivity", fontsize=7)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("1 - specificity", fontsize=8)
+        ax.set_ylabel("sensitivity", fontsize=8)
     for ax in axes.ravel()[len(panels):]:
         ax.set_axis_off()
     fig.tight_layout()
@@ -260,6 +260,14 @@ DATASET_NAMES = {"ptbxl": "PTB-XL", "cinc2021": "PhysioNet/CinC Challenge 2021",
                  "folder": "folder of files"}
 
 
+#: What the splits of a dataset are (shown beside the split name).
+SPLIT_NOTES = {
+    "ptbxl": {"train": "strat_fold 1-8 (training folds)", "val": "strat_fold 9", "test": "strat_fold 10",
+              "test9-10": "strat_fold 9-10: held out, never used to train or tune",
+              "all": "every record"},
+}
+
+
 def _when(value: Any) -> str | None:
     """``2026-12-06T20:54:23+0000`` -> ``2026-12-06 20:54 UTC`` (other offsets kept); unparsable values as is."""
     if not value:
@@ -285,6 +293,18 @@ def _command(value: Any) -> str | None:
         if s.startswith(prefix):
             return "medzs " + s[len(prefix):]
     return s
+
+
+def _is_ecg(prov: Mapping[str, Any]) -> bool:
+    """True when the run's model reads ECGs (from ``model.input_spec.modality``, a criteria scorer, or the task)."""
+    model = prov.get("model")
+    if isinstance(model, Mapping):
+        spec = model.get("input_spec")
+        if isinstance(spec, Mapping) and spec.get("modality"):
+            return spec["modality"] == "ecg"
+        if model.get("kind") == "criteria":
+            return True
+    return str(prov.get("task") or "").startswith(("ptbxl", "cinc", "cpsc"))
 
 
 def _class_names(prov: Mapping[str, Any], classes: Sequence[str]) -> dict[str, str]:
@@ -370,7 +390,10 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
     title = f"medzs zero-shot report — {task}" if task else "medzs zero-shot report"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{e(title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
+             f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
+             '<p class="sub">Zero-shot classification: each condition is scored by how similar the recording is to '
+             "text describing the condition (prompts written from a cited knowledge base), without training on "
+             "this dataset's labels. The labels are used only to measure how well the scores rank the records.</p>"]
 
     # ---- header: what was run, on what, with which code, when
     ds = prov.get("dataset")
@@ -379,9 +402,10 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
     md = model if isinstance(model, Mapping) else {"name": model} if model else {}
     n_total = dsd.get("n_records")
     n_err = dsd.get("n_errors")
-    recs = f"{n_records} scored"
+    what = "ECG records" if _is_ecg(prov) else "records"
+    recs = f"{n_records} {what} scored"
     if n_total is not None and int(n_total) != n_records:
-        recs = f"{n_records} scored of {n_total}"
+        recs = f"{n_records} of {n_total} {what} scored"
     if n_err:
         recs += f" ({n_err} could not be scored, listed below)"
     sha = md.get("sha256")
@@ -401,7 +425,8 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
         ("Task", f"{task} ({len(classes)} conditions)" if task else None),
         ("Model", model_txt),
         ("Dataset", ds_txt),
-        ("Split", split),
+        ("Split", f"{split} ({SPLIT_NOTES[ds_name][str(split)]})"
+                  if str(split) in SPLIT_NOTES.get(ds_name, {}) else split),
         ("Records", recs),
         ("Code version", version),
         ("Date", _when(prov.get("created") or prov.get("time"))),

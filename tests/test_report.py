@@ -165,8 +165,8 @@ def test_report_of_a_real_run_has_header_names_and_sections(small_run):
     # header: model, dataset, split, record count, code version, date
     assert "<th>Model</th><td>ecg-resnet18.medzs-ptbxl (weights sha256 " in html
     assert "<th>Dataset</th><td>PTB-XL (ptbxl500)</td>" in html
-    assert "<th>Split</th><td>test9-10</td>" in html
-    assert f"<th>Records</th><td>{n} scored</td>" in html
+    assert "<th>Split</th><td>test9-10 (strat_fold 9-10: held out, never used to train or tune)</td>" in html
+    assert f"<th>Records</th><td>{n} ECG records scored</td>" in html
     from medzs import __version__
 
     code = prov["code_version"]
@@ -210,7 +210,7 @@ def test_report_lists_errors_collapsed_with_id_and_message(tmp_path: Path, run):
     files = write_report(tmp_path, record_ids=ids, classes=CLASSES, scores=s, y_true=y, table=table, macro=macro,
                          provenance=prov)
     html = files["html"].read_text()
-    assert "<th>Records</th><td>40 scored of 42 (2 could not be scored, listed below)</td>" in html
+    assert "<th>Records</th><td>40 of 42 ECG records scored (2 could not be scored, listed below)</td>" in html
     assert '<h2 id="errors">Records not scored (2)</h2>' in html
     assert "<details><summary>Show the 2 record(s) and why</summary>" in html
     assert ("<tr><td><code>17</code></td><td>RecordError</td>"
