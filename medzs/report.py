@@ -1,8 +1,11 @@
 """Run reports: ``scores.csv``, ``metrics.json`` and a self-contained ``report.html``.
 
 The HTML report has no external assets: ROC curves are drawn with matplotlib (Agg backend) and embedded as
-base64 PNG data URIs, styles are inline. Reports name records by their record id only (never a patient
-identifier) and conditions by their code; provenance keys that look like patient identifiers are refused.
+base64 PNG data URIs, styles are inline, collapsible sections are plain ``<details>``. It is written for a reader
+who did not run the job: a header (task, model, dataset, split, record count, code version, date), a notice for a
+partial local mirror, the macro AUROC both ways, conditions by code *and* name with their flags, the records that
+could not be scored, and the provenance as readable tables (raw JSON last, collapsed). Reports name records by
+their record id only (never a patient identifier); provenance keys that look like patient identifiers are refused.
 """
 
 from __future__ import annotations
