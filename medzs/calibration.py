@@ -45,10 +45,15 @@ from medzs.errors import SpecError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CALIBRATION_FORMAT", "Calibration", "calibration_path", "expected_calibration_error",
+__all__ = ["CALIBRATION_FORMAT", "MIN_FIT_POSITIVES", "Calibration", "calibration_path", "expected_calibration_error",
            "fit_calibration", "fit_platt", "load_calibration", "prompts_digest"]
 
 CALIBRATION_FORMAT = "medzs-calibration"
+#: A condition is calibrated only with at least this many positives (and negatives) among the fit records: with
+#: fewer, the two Platt parameters are fitted to a handful of points (a nearly separable fit drives the slope to
+#: extremes) and the condition is left uncalibrated instead. So is a condition whose fitted slope is not positive
+#: (its score falls, or does not change, as the condition becomes more likely: no evidence to calibrate).
+MIN_FIT_POSITIVES = 10
 
 
 def prompts_digest(prompts: Mapping[str, Any], classes: Sequence[str]) -> str:
@@ -187,8 +192,12 @@ def load_calibration(config: Any, task: str, prompts: Mapping[str, Any], classes
     if entry.get("prompts_sha256") != digest:
         return None, f"calibration {path.name} ({task}) was fitted with other class prompts; refit it"
     params = entry.get("classes") or {}
-    a = np.array([float(params.get(c, {}).get("a", math.nan)) for c in classes])
-    b = np.array([float(params.get(c, {}).get("b", math.nan)) for c in classes])
+    def param(c: str, k: str) -> float:
+        v = (params.get(c) or {}).get(k)
+        return math.nan if v is None else float(v)  # a condition without both label values was not fitted
+
+    a = np.array([param(c, "a") for c in classes])
+    b = np.array([param(c, "b") for c in classes])
     return Calibration(task, tuple(classes), a, b, entry.get("method", "platt"), str(path),
                        str(entry.get("fitted_on", ""))), ""
 
@@ -272,10 +281,21 @@ def fit_calibration(task_name: str = "ptbxl-super", root: str | Path | None = No
         lab = np.isfinite(yj) & np.isfinite(sj)
         n_pos = int(np.nansum(yj[lab]))
         entry: dict[str, Any] = {"n": int(lab.sum()), "n_pos": n_pos}
+        if min(n_pos, int(lab.sum()) - n_pos) < MIN_FIT_POSITIVES:
+            entry.update(a=None, b=None, note=f"{n_pos} positive(s) of {int(lab.sum())} fit records: fewer than "
+                                              f"{MIN_FIT_POSITIVES} of each label, not calibrated")
+            params[c] = entry
+            continue
         try:
             a, b = fit_platt(sj, yj)
         except ValueError as exc:
             entry.update(a=None, b=None, note=str(exc))
+            params[c] = entry
+            continue
+        if a <= 0:  # a higher cosine does not mean the condition is more likely: the score carries no evidence
+            entry.update(a=None, b=None, slope=round(a, 6),
+                         note=f"Platt slope {a:.3f} <= 0: the zero-shot score does not rise with the condition on "
+                              "the fit records; not calibrated")
             params[c] = entry
             continue
         p_fit = _sigmoid(a * sj + b)

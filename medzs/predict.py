@@ -255,7 +255,8 @@ def predict(inputs: Sequence[str | os.PathLike[str]], task: str = DEFAULT_TASK, 
     cal_doc: dict[str, Any]
     if calib is not None:
         cal_doc = {"calibrated": True, "method": calib.method, "fitted_on": calib.fitted_on,
-                   "file": Path(calib.source).name}
+                   "file": Path(calib.source).name,
+                   "uncalibrated_conditions": [c for c, a in zip(classes, calib.a) if not np.isfinite(a)]}
     else:
         cal_doc = {"calibrated": False, "reason": why}
     return {
@@ -287,8 +288,8 @@ def _answer(rec: Any, rd: Mapping[str, Any], row: Mapping[str, Any], t: Any, cla
                          else round(float(meas.values["heart_rate"]), 1)}
     cos = np.asarray(row.get("embedding_scores", row["scores"]), dtype=np.float64)
     prob = calib(cos) if calib is not None else np.full(cos.shape, np.nan)
-    key = np.where(np.isfinite(prob), prob, -np.inf) if calib is not None else cos
-    order = np.argsort(-key, kind="stable")[:top]
+    # calibrated conditions by probability, then any condition without a calibration by cosine
+    order = sorted(range(len(classes)), key=lambda j: (0, -prob[j]) if np.isfinite(prob[j]) else (1, -cos[j]))[:top]
     emb = np.asarray(row["embedding"], dtype=np.float64)
     emb = emb / np.linalg.norm(emb)
     expl = crit.explain(meas, t) if (crit is not None and meas is not None) else None
@@ -373,7 +374,7 @@ def render_text(result: Mapping[str, Any], console: Any = None, width: int | Non
             else:
                 t.append(p)
         if indent or hang:
-            con.print(Padding(t, (0, 0, 0, indent + hang)) if not hang else _hanging(t, indent, hang))
+            con.print(Padding(t, (0, 0, 0, indent), expand=False) if not hang else _hanging(t, indent, hang))
         else:
             con.print(t)
 
@@ -382,7 +383,7 @@ def render_text(result: Mapping[str, Any], console: Any = None, width: int | Non
 
         g = Table.grid(padding=0)
         g.add_column(width=indent + hang, no_wrap=True)
-        g.add_column(ratio=1)
+        g.add_column(overflow="fold")
         g.add_row(Text(" " * indent) + t[:hang], t[hang:])
         return g
 
@@ -390,6 +391,10 @@ def render_text(result: Mapping[str, Any], console: Any = None, width: int | Non
     line(("medzs predict", "bold"), f"  model {result['model']}  task {result['task']}")
     if cal.get("calibrated"):
         line("Probabilities: ", (f"{cal['method']} calibration", "bold"), f" fitted on {cal['fitted_on']}.")
+        if cal.get("uncalibrated_conditions"):
+            line(("Not calibrated", "yellow"), " (too few training positives, or a score that does not rise with the "
+                 "condition; cosine shown, ranked after the others): "
+                 + ", ".join(cal["uncalibrated_conditions"]))
     else:
         line(("Uncalibrated", "yellow"), f": scores are cosine similarities, not probabilities ({cal.get('reason')}).")
     line((result["disclaimer"], "dim"))

@@ -394,9 +394,9 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">', f"<title>{e(title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
-             '<p class="sub">Zero-shot classification: each condition is scored by how similar the recording is to '
-             "text describing the condition (prompts written from a cited knowledge base), without training on "
-             "this dataset's labels. The labels are used only to measure how well the scores rank the records.</p>"]
+             ('<p class="sub">Zero-shot classification: each condition is scored by how similar the recording is to '
+              "text describing the condition (prompts written from a cited knowledge base), without training on "
+              "this dataset's labels. The labels are used only to measure how well the scores rank the records.</p>")]
 
     # ---- header: what was run, on what, with which code, when
     ds = prov.get("dataset")

@@ -131,12 +131,23 @@ def test_predict_error_record_and_cli_json(tmp_path: Path, shared_data: Path):
     leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     bad.write_text("flat 12 100 1000\n" + "".join(f"flat.dat 16 1000/mV 16 0 0 0 0 {ld}\n" for ld in leads))
     good = shared_data / EXPORTS["philips"]
-    r = CliRunner().invoke(app, ["predict", str(good), str(bad), "--json", "--top", "2", "--no-criteria"])
+    r = CliRunner().invoke(app, ["predict", str(good), str(bad), "--json", "--top", "20", "--no-criteria",
+                                 "--task", "ptbxl-rhythm"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     ok, err = res["records"]
-    assert ok["status"] == "ok" and len(ok["conditions"]) == 2 and "criteria" not in ok["conditions"][0]["evidence"]
+    assert ok["status"] == "ok" and "criteria" not in ok["conditions"][0]["evidence"]
     assert err["status"] == "error" and err["conditions"] == []
+    # rhythm: conditions with too few training positives have no calibration; they come last, with their cosine
+    uncal = res["calibration"]["uncalibrated_conditions"]
+    conds = ok["conditions"]
+    assert len(conds) == 12 and {"BIGU", "TRIGU"} <= set(uncal) and "SR" not in uncal
+    probs = [c["probability"] for c in conds]
+    n_cal = 12 - len(uncal)
+    assert all(p is not None for p in probs[:n_cal]) and all(p is None for p in probs[n_cal:])
+    assert probs[:n_cal] == sorted(probs[:n_cal], reverse=True)
+    tail = [c["score"] for c in conds[n_cal:]]
+    assert tail == sorted(tail, reverse=True) and {c["code"] for c in conds[n_cal:]} == set(uncal)
     assert "all_zero" in err["error"] and "\n" not in err["error"]
 
 
@@ -152,8 +163,8 @@ def test_uncalibrated_scores_are_labelled(shared_data: Path, tmp_path: Path):
              for c in task.classes}
     cal, why = load_calibration(cfg, "ptbxl-super", other, list(task.classes))
     assert cal is None and "other class prompts" in why
-    cal, why = load_calibration(cfg, "ptbxl-rhythm", other, list(task.classes))
-    assert cal is None and "no entry for task 'ptbxl-rhythm'" in why
+    cal, why = load_calibration(cfg, "ptbxl-all", other, list(task.classes))
+    assert cal is None and "no entry for task 'ptbxl-all'" in why
     (tmp_path / "c.json").write_text("{}")
     from medzs.errors import SpecError
 
