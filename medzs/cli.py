@@ -433,6 +433,38 @@ def benchmark_merl(
         typer.echo(f"{name}: {path}")
 
 
+@app.command()
+def predict(
+    files: list[str] = typer.Argument(..., help="ECG files (any supported format), folders or glob patterns; a "
+                                                "WFDB record may be named without its extension."),
+    task: str = typer.Option("ptbxl-super", help="Conditions to rank (a task, e.g. ptbxl-super, ptbxl-rhythm)."),
+    model: str = typer.Option("ecg-resnet18.medzs-ptbxl", help="ECG embedding model (see `medzs models`)."),
+    top: int = typer.Option(3, min=1, help="Conditions shown per record."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON (stdout) instead of text."),
+    weights: Optional[Path] = typer.Option(None, help="Checkpoint overriding the model's weights.",
+                                           callback=_not_a_folder),
+    calibration: Optional[Path] = typer.Option(None, help="Calibration JSON (default: next to the weights).",
+                                               callback=_not_a_folder),
+    criteria: bool = typer.Option(True, "--criteria/--no-criteria",
+                                  help="Measure the ECG and check each condition's KB criteria."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """What does this ECG show? Top conditions with calibrated probabilities and cited evidence (KB passages,
+    measured criteria)."""
+    _setup(verbose)
+    from medzs.predict import predict as _predict
+    from medzs.predict import render_text
+
+    res = _predict(files, task=task, model=model, top=top, weights=weights, criteria=criteria,
+                   calibration=calibration)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    render_text(res, Console(highlight=False, soft_wrap=False))
+
+
 @data_app.command("ptbxl")
 def data_ptbxl(
     dest: Path = typer.Argument(..., help="Folder to download PTB-XL into (PhysioNet layout)."),

@@ -119,13 +119,13 @@ def test_format_table(run):
     text = format_table(table, macro, title="ptbxl-super")
     lines = text.splitlines()
     assert lines[0] == "ptbxl-super"
-    assert lines[1].split() == ["condition", "AUROC", "[95%", "CI]", "n_pos", "n_neg"]
+    assert lines[1].split() == ["condition", "AUROC", "[95%", "CI]", "n_pos", "n_neg", "flag"]
     mi = table.loc[1]
     row = next(line for line in lines if line.startswith("MI "))
     assert f"{mi['auroc']:.3f} [{mi['ci_low']:.3f}, {mi['ci_high']:.3f}]" in row
     assert row.split()[-2:] == [str(mi["n_pos"]), str(mi["n_neg"])]
     cd = next(line for line in lines if line.startswith("CD "))
-    assert "n/a" in cd and cd.split()[-2:] == ["0", "40"]
+    assert "n/a" in cd and cd.split()[-4:] == ["0", "40", "few", "positives"]
     assert lines[-1] == (f"macro AUROC {macro['auroc']:.3f} [{macro['ci_low']:.3f}, {macro['ci_high']:.3f}] "
                          "over 2 condition(s)")
     assert format_table(table, 0.5).splitlines()[-1] == "macro AUROC 0.500"
@@ -135,3 +135,86 @@ def test_format_table(run):
     console.print(rich_table(table, macro))
     out = console.export_text()
     assert "│ MI " in out and f"{mi['auroc']:.3f} [{mi['ci_low']:.3f}, {mi['ci_high']:.3f}]" in out
+
+
+# ---------------------------------------------------------------------------------------------- a real small run
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, ptbxl_root: Path):
+    """`run_zeroshot` on 40 records of the reported folds of the PTB-XL mirror (the embedded model)."""
+    from medzs.data.ptbxl import PTBXL
+    from medzs.pipeline import parse_pipeline, run_zeroshot
+
+    ids = PTBXL(ptbxl_root).split("test9-10")[:40]
+    cfg = parse_pipeline({
+        "name": "report-test", "task": "ptbxl-super",
+        "dataset": {"name": "ptbxl", "root": str(ptbxl_root), "split": "test9-10", "ecg_ids": ids},
+        "model": "ecg-resnet18.medzs-ptbxl",
+        "prompts": {"writer": "grounded", "cache": "knowledge/prompts/ptbxl-super.grounded.json"},
+        "metrics": {"n_boot": 50, "seed": 0, "min_positives": 5},
+    })
+    out = tmp_path_factory.mktemp("report-run")
+    res = run_zeroshot(cfg, out_dir=out, progress=False)
+    return res, (out / "report.html").read_text(encoding="utf-8"), json.loads((out / "metrics.json").read_text())
+
+
+def test_report_of_a_real_run_has_header_names_and_sections(small_run):
+    res, html, metrics = small_run
+    prov = metrics["provenance"]
+    n = res["n_records"]
+    assert n > 20
+    # header: model, dataset, split, record count, code version, date
+    assert "<th>Model</th><td>ecg-resnet18.medzs-ptbxl (weights sha256 " in html
+    assert "<th>Dataset</th><td>PTB-XL (ptbxl500)</td>" in html
+    assert "<th>Split</th><td>test9-10 (strat_fold 9-10: held out, never used to train or tune)</td>" in html
+    assert f"<th>Records</th><td>{n} ECG records scored</td>" in html
+    from medzs import __version__
+
+    code = prov["code_version"]
+    assert code["medzs"] == __version__
+    version = f"medzs {__version__}" + (f", git {code['git_commit']}" if code["git_commit"] else "")
+    assert f"<th>Code version</th><td>{version}</td>" in html
+    assert re.search(r"<th>Date</th><td>\d{4}-\d\d-\d\d \d\d:\d\d UTC", html)
+    # the mirror holds 500 of PTB-XL's 21,799 records
+    assert "Partial local mirror." in html and "<code>ptbxl500</code> holds only part of PTB-XL" in html
+    # spelled-out condition names, in the table and the prompt tables
+    for code_, name in (("NORM", "normal ECG"), ("MI", "myocardial infarction"), ("STTC", "ST/T change"),
+                        ("CD", "conduction disturbance"), ("HYP", "hypertrophy")):
+        assert f"<td><code>{code_}</code></td><td>{name}</td>" in html
+        assert f"<summary>{code_} — {name}: " in html
+    # macro both ways when a condition has few positives, flags as badges
+    table = res["table"]
+    macro = res["macro"]
+    assert f"Macro AUROC: {macro['auroc']:.3f}" in html
+    few = table[table["n_pos"] < 5]
+    if len(few):
+        assert 'class="flag few"' in html and "including those with few positives" in html
+    # provenance as readable tables, collapsible, raw JSON last and collapsed
+    assert "<h3>Model</h3>" in html and "<th>Input</th><td>12 leads (I, II, III" in html
+    assert "<details><summary>Prompts per condition</summary>" in html
+    assert "Cited passages: <code>ecg.superclass." in html or '<td class="pid"><code>ecg.superclass.' in html
+    assert html.rindex("<h2>Raw provenance</h2>") > html.rindex("<h2>Provenance</h2>")
+    assert "<details><summary>Provenance as JSON" in html
+    assert "<h2>Dataset citation</h2>" in html and "doi:10.1038/s41597-020-0495-6" in html
+    assert "http" not in html.split("<h2>Raw provenance</h2>")[0].replace("https://doi", "")  # self-contained
+
+
+def test_report_lists_errors_collapsed_with_id_and_message(tmp_path: Path, run):
+    ids, y, s, table, macro = run
+    prov = {**_provenance(), "dataset": {"name": "ptbxl", "split": "test9-10", "n_records": 42, "n_errors": 2,
+                                         "partial_mirror": False},
+            "class_names": {"NORM": "normal ECG", "MI": "myocardial infarction", "CD": "conduction disturbance"},
+            "errors": [{"record_id": "17", "error_class": "RecordError",
+                        "error_message": "00017_lr.hea: field 'signal': all_zero (expected an ECG)"},
+                       {"record_id": "23", "error_class": "RecordError",
+                        "error_message": "00023_lr.hea: field 'adc_gain': uncalibrated_gain:V1"}]}
+    files = write_report(tmp_path, record_ids=ids, classes=CLASSES, scores=s, y_true=y, table=table, macro=macro,
+                         provenance=prov)
+    html = files["html"].read_text()
+    assert "<th>Records</th><td>40 of 42 ECG records scored (2 could not be scored, listed below)</td>" in html
+    assert '<h2 id="errors">Records not scored (2)</h2>' in html
+    assert "<details><summary>Show the 2 record(s) and why</summary>" in html
+    assert ("<tr><td><code>17</code></td><td>RecordError</td>"
+            "<td>00017_lr.hea: field &#x27;signal&#x27;: all_zero (expected an ECG)</td></tr>") in html
+    assert "Partial local mirror" not in html
+    assert "<td><code>MI</code></td><td>myocardial infarction</td>" in html
+    assert '<span class="flag few"' in html  # CD has no positive
