@@ -424,7 +424,9 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
         "prompts": ({"writer": cfg.prompts.get("writer"), "cache": cfg.prompts.get("cache"),
                      "classes": {k: [p.text for p in prompts[k].prompts] for k in task.classes},
                      "passage_ids": {k: sorted({i for p in prompts[k].prompts for i in p.passage_ids})
-                                     for k in task.classes}}
+                                     for k in task.classes},
+                     "prompt_passage_ids": {k: [list(p.passage_ids) for p in prompts[k].prompts]
+                                            for k in task.classes}}
                     if prompts is not None else None),
         "scoring": {**cfg.scoring, "method": class_side.kind if class_side is not None else "criteria"},
         "hybrid": ({"scorer": crit_name, "fusion": fusion, "weight": cfg.scoring.get("fusion_weight", 0.5),
