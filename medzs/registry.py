@@ -139,6 +139,86 @@ register(ModelConfig(
 ))
 
 
+# ==== imaging models (branch imaging-models) ===================================================================
+from medzs.spec import ImageInputSpec, VolumeInputSpec  # noqa: E402
+
+_IMAGE_CLIP_EXTRA = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}
+_CXR_SPEC = ImageInputSpec(size=(128, 128), channels=1, resize="resize", normalization="minmax", modality="cxr")
+_CTSLICE_SPEC = ImageInputSpec(size=(128, 128), channels=1, resize="resize", normalization="minmax", modality="ct")
+_CLIP_PAPER = ("Radford A, Kim JW, Hallacy C, et al. Learning Transferable Visual Models From Natural Language "
+               "Supervision. ICML 2021. arXiv:2103.00020")
+
+register(ModelConfig(
+    name="cxr-resnet10s.medzs-pneumonia",
+    arch="cxr-resnet10s",
+    input_spec=_CXR_SPEC,
+    weights=str(WEIGHTS_DIR / "cxr-resnet10s.medzs-pneumonia.pt"),
+    source="trained by medzs on the training part (person-disjoint) of the Kermany paediatric chest radiographs "
+           "(`medzs train cxr`); see docs/model-card-imaging.md",
+    licence="CC-BY-4.0 (trained on Kermany et al. 2018, CC BY 4.0); code Apache-2.0",
+    paper="medzs imaging model card (docs/model-card-imaging.md); data: Kermany et al., Cell 172:1122, 2018, "
+          "doi:10.1016/j.cell.2018.02.010; recipe after " + _CLIP_PAPER,
+    description="Embedded default: small ResNet-10 (1 x 128 x 128 radiograph) + MiniLM-L6 text tower",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+register(ModelConfig(
+    name="cxr-resnet10s.random",
+    arch="cxr-resnet10s",
+    input_spec=_CXR_SPEC,
+    source="random initialisation (seeded): a control and the starting point of `medzs train cxr`",
+    licence="Apache-2.0",
+    paper=_CLIP_PAPER,
+    description="Untrained small ResNet-10 radiograph tower + MiniLM-L6 text tower (control / training start)",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+register(ModelConfig(
+    name="ctslice-resnet10s.medzs-covid",
+    arch="ctslice-resnet10s",
+    input_spec=_CTSLICE_SPEC,
+    weights=str(WEIGHTS_DIR / "ctslice-resnet10s.medzs-covid.pt"),
+    source="trained by medzs on the training part (source-group-disjoint) of the UCSD COVID-CT slices "
+           "(`medzs train ct`); see docs/model-card-imaging.md",
+    licence="research use (UCSD COVID-CT images come from published papers); code Apache-2.0",
+    paper="medzs imaging model card (docs/model-card-imaging.md); data: Yang et al., arXiv:2003.13865; recipe "
+          "after " + _CLIP_PAPER,
+    description="Embedded default: small ResNet-10 (1 x 128 x 128 CT slice) + MiniLM-L6 text tower",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+register(ModelConfig(
+    name="ctslice-resnet10s.random",
+    arch="ctslice-resnet10s",
+    input_spec=_CTSLICE_SPEC,
+    source="random initialisation (seeded): a control and the starting point of `medzs train ct`",
+    licence="Apache-2.0",
+    paper=_CLIP_PAPER,
+    description="Untrained small ResNet-10 CT-slice tower + MiniLM-L6 text tower (control / training start)",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+
+
+def _build_image_clip(config: ModelConfig):
+    from medzs.encoders.image_clip import ImageTextModel
+
+    return ImageTextModel(
+        in_channels=config.input_spec.channels,
+        widths=tuple(config.extra.get("widths", _IMAGE_CLIP_EXTRA["widths"])),
+        blocks=tuple(config.extra.get("blocks", _IMAGE_CLIP_EXTRA["blocks"])),
+        embed_dim=config.embed_dim,
+        text_model=config.text_model,
+        text_pooling=config.text_pooling,
+        text_hidden=config.text_hidden,
+        trainable_text_layers=config.trainable_text_layers,
+    )
+
+
+_IMAGING_ARCHS: dict[str, str] = {
+    "cxr-resnet10s": "medzs.registry:_build_image_clip",
+    "ctslice-resnet10s": "medzs.registry:_build_image_clip",
+}
+_IMAGING_CHECKPOINT_FORMATS: dict[str, str] = {}
+# ==== end imaging models ========================================================================================
+
+
 def list_models() -> list[str]:
     """Registered model names, sorted."""
     return sorted(_REGISTRY)
@@ -202,6 +282,8 @@ ARCHS: dict[str, str] = {
 CHECKPOINT_FORMATS: dict[str, str] = {
     "merl": "medzs.registry:_load_merl",
 }
+ARCHS.update(_IMAGING_ARCHS)  # imaging models (branch imaging-models)
+CHECKPOINT_FORMATS.update(_IMAGING_CHECKPOINT_FORMATS)
 
 
 def _import(target: str):
