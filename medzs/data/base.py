@@ -100,6 +100,13 @@ DATASETS: dict[str, str] = {
     "cinc2021": "medzs.data.cinc2021:CinC2021Dataset",
     "cpsc2018": "medzs.data.cpsc2018:CPSC2018Dataset",
     "folder": "medzs.data.folder:FolderDataset",
+    # imaging (medzs/data/imaging.py)
+    "kermany": "medzs.data.imaging:KermanyDataset",
+    "covid-ct": "medzs.data.imaging:CovidCTDataset",
+    "chexpert": "medzs.data.imaging:CheXpertDataset",
+    "chestxray14": "medzs.data.imaging:ChestXray14Dataset",
+    "rsna-pneumonia": "medzs.data.imaging:RSNAPneumoniaDataset",
+    "image-folder": "medzs.data.imaging:ImageFolderDataset",
 }
 
 
