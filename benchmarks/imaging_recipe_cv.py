@@ -24,7 +24,7 @@ from medzs import recipes_imaging as ri
 from medzs.registry import WEIGHTS_DIR
 
 VARIANTS = {
-    "cxr": {"base": {"epochs": 8}},
+    "cxr": {"base": {"epochs": 5}},
     "ct": {"base": {"epochs": 20}},
 }
 

@@ -7,11 +7,11 @@ the knowledge-base entries of each image's findings (name, synonyms, definition,
 positives for each other.
 
 - ``cxr-resnet10s.medzs-pneumonia``: paediatric chest radiographs of Kermany et al. (Cell 172:1122, 2018,
-  doi:10.1016/j.cell.2018.02.010; CC BY 4.0), split by person id (:mod:`medzs.data.imaging_splits`).
+  doi:10.1016/j.cell.2018.02.010; CC BY 4.0), split by person id (:class:`medzs.data.imaging.KermanyDataset`).
 - ``ctslice-resnet10s.medzs-covid``: UCSD COVID-CT slices (Yang et al., arXiv:2003.13865), split by
   ``source_group``.
 
-The held-out part (``"test"`` of :func:`medzs.data.imaging_splits.heldout_part`) is never read for a choice: epochs
+The held-out part (``"test"`` of the adapters' group-hash split, :func:`medzs.data.imaging.group_split`) is never read for a choice: epochs
 and text-layer training are chosen by group-disjoint cross-validation inside the training part
 (:func:`cross_validate`), the held-out AUROC is measured once, after training, for the model card.
 """
@@ -34,44 +34,38 @@ logger = logging.getLogger(__name__)
 # -- datasets as the recipes read them ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ImagingRecipeData:
-    """What a recipe needs from one dataset (paths, groups, findings and the task's positive class).
+    """What a recipe needs from one dataset adapter (:mod:`medzs.data.imaging`).
 
     Attributes:
         name: Dataset name (``kermany``, ``covid-ct``).
         root: Dataset folder.
-        paths: Relative image paths (as in ``labels.csv``).
+        ids: Record ids (relative paths), in the adapter's order.
+        paths: Absolute image paths.
         groups: Group (patient / source) of each image.
+        split: ``"train"`` / ``"test"`` of each image (the adapter's group-hash split).
         findings: Findings-class index of each image (into ``finding_entries``).
         finding_entries: Per findings class, the knowledge-base ids whose sentences describe it.
         y: Task label (0/1) of each image (``pneumonia``, ``covid``).
         pos_entry: Knowledge-base id of the task's positive class (for zero-shot evaluation).
         neg_entry: Knowledge-base id of its negative prompt (normal / no pneumonia).
+        modality: ``read_image`` modality (``cxr`` or ``ct``).
         citation: Data citation.
     """
 
     name: str
     root: Path
+    ids: tuple[str, ...]
     paths: tuple[str, ...]
     groups: tuple[str, ...]
+    split: tuple[str, ...]
     findings: np.ndarray
     finding_entries: tuple[tuple[str, ...], ...]
     y: np.ndarray
     pos_entry: str
     neg_entry: str
+    modality: str
     citation: str
 
-
-def _shared_imaging(sub: str) -> Path:
-    import medzs
-
-    return Path(medzs.__file__).resolve().parents[2] / "shared" / "data" / "imaging" / sub
-
-
-KERMANY_CITATION = ("Kermany DS, Goldbaum M, Cai W, et al. Identifying Medical Diagnoses and Treatable Diseases by "
-                    "Image-Based Deep Learning. Cell 172(5):1122-1131, 2018. doi:10.1016/j.cell.2018.02.010 "
-                    "(Mendeley Data rscbjbr9sj v2, CC BY 4.0)")
-COVID_CT_CITATION = ("Yang X, He X, Zhao J, Zhang Y, Zhang S, Xie P. COVID-CT-Dataset: A CT Scan Dataset about "
-                     "COVID-19. arXiv:2003.13865, 2020 (UCSD-AI4H/COVID-CT)")
 
 #: Kermany subtype -> knowledge-base entries of its findings.
 KERMANY_FINDINGS = {
@@ -86,69 +80,55 @@ COVID_CT_FINDINGS = {
 }
 
 
-def kermany_recipe_data(root: str | Path | None = None) -> ImagingRecipeData:
-    """The Kermany folder (``labels.csv`` with ``path, pneumonia, bacterial, viral, subtype``) as a recipe reads it.
+def _from_adapter(ds, y: np.ndarray, findings: np.ndarray, entries, pos: str, neg: str) -> ImagingRecipeData:
+    refs = ds.records("all")
+    split = dict(zip(ds._ids, ds.split_of()))
+    return ImagingRecipeData(
+        name=ds.name, root=Path(ds.root), ids=tuple(r.id for r in refs), paths=tuple(r.path for r in refs),
+        groups=tuple(str(r.group) for r in refs), split=tuple(split[r.id] for r in refs), findings=findings,
+        finding_entries=tuple(entries), y=y, pos_entry=pos, neg_entry=neg, modality=ds.modality,
+        citation=ds.citation)
 
-    Groups are person ids merged across byte-identical files (sha256 from ``MANIFEST.json`` when present, else
-    computed).
+
+def kermany_recipe_data(root: str | Path | None = None) -> ImagingRecipeData:
+    """The Kermany adapter (:class:`medzs.data.imaging.KermanyDataset`: person groups, duplicates merged).
 
     Raises:
-        FileNotFoundError: no ``labels.csv`` under ``root``.
+        SpecError: no Kermany layout under ``root``.
     """
-    import pandas as pd
+    from medzs.data.imaging import KermanyDataset
 
-    from medzs.data.imaging_splits import kermany_groups
-    from medzs.registry import sha256_file
-
-    root = Path(root) if root else _shared_imaging("cxr-pneumonia")
-    if not (root / "labels.csv").is_file():
-        raise FileNotFoundError(f"kermany: {root / 'labels.csv'} not found")
-    df = pd.read_csv(root / "labels.csv")
-    digests = _manifest_digests(root) or {p: sha256_file(root / p) for p in df["path"]}
-    subtypes = list(KERMANY_FINDINGS)
-    return ImagingRecipeData(
-        name="kermany", root=root, paths=tuple(df["path"]), groups=tuple(kermany_groups(list(df["path"]), digests)),
-        findings=np.array([subtypes.index(s) for s in df["subtype"]]),
-        finding_entries=tuple(KERMANY_FINDINGS[s] for s in subtypes),
-        y=df["pneumonia"].to_numpy().astype(int), pos_entry="cxr.chexpert.Pneumonia",
-        neg_entry="cxr.chexpert.NoFinding", citation=KERMANY_CITATION)
+    ds = KermanyDataset(Path(root) if root else None)
+    lab = ds.labels(["pneumonia", "bacterial", "viral"]).loc[[r.id for r in ds.records("all")]]
+    if lab.isna().any().any():
+        raise ValueError(f"kermany {ds.root}: every image needs pneumonia/bacterial/viral labels for training")
+    sub = np.where(lab["bacterial"].to_numpy() == 1, 1, np.where(lab["viral"].to_numpy() == 1, 2, 0))
+    sub[(lab["pneumonia"].to_numpy() == 1) & (sub == 0)] = 1  # pneumonia of unknown type: bacterial texts
+    return _from_adapter(ds, lab["pneumonia"].to_numpy().astype(int), sub,
+                         [KERMANY_FINDINGS[k] for k in ("normal", "bacterial", "viral")],
+                         "cxr.chexpert.Pneumonia", "cxr.chexpert.NoFinding")
 
 
 def covid_ct_recipe_data(root: str | Path | None = None) -> ImagingRecipeData:
-    """The COVID-CT slice folder (``labels.csv`` with ``path, covid, source_group``) as a recipe reads it.
+    """The COVID-CT slice adapter (:class:`medzs.data.imaging.CovidCTDataset`: groups = ``source_group``).
 
     Raises:
-        FileNotFoundError: no ``labels.csv`` under ``root``.
+        SpecError: no COVID-CT layout under ``root``.
     """
-    import pandas as pd
+    from medzs.data.imaging import CovidCTDataset
 
-    root = Path(root) if root else _shared_imaging("ct-covid-slices")
-    if not (root / "labels.csv").is_file():
-        raise FileNotFoundError(f"covid-ct: {root / 'labels.csv'} not found")
-    df = pd.read_csv(root / "labels.csv")
-    y = df["covid"].to_numpy().astype(int)
-    return ImagingRecipeData(
-        name="covid-ct", root=root, paths=tuple(df["path"]), groups=tuple(df["source_group"].astype(str)),
-        findings=y.copy(), finding_entries=(COVID_CT_FINDINGS[0], COVID_CT_FINDINGS[1]), y=y,
-        pos_entry="ct.covid.COVID19Pneumonia", neg_entry="ct.covid.NegativeForPneumonia",
-        citation=COVID_CT_CITATION)
-
-
-def _manifest_digests(root: Path) -> dict[str, str]:
-    man = root / "MANIFEST.json"
-    if not man.is_file():
-        return {}
-    files = json.loads(man.read_text()).get("files", [])
-    return {f["path"]: f["sha256"] for f in files if "sha256" in f}
+    ds = CovidCTDataset(Path(root) if root else None)
+    lab = ds.labels(["covid"]).loc[[r.id for r in ds.records("all")]]
+    if lab.isna().any().any():
+        raise ValueError(f"covid-ct {ds.root}: every slice needs a covid label for training")
+    y = lab["covid"].to_numpy().astype(int)
+    return _from_adapter(ds, y, y.copy(), [COVID_CT_FINDINGS[0], COVID_CT_FINDINGS[1]],
+                         "ct.covid.COVID19Pneumonia", "ct.covid.NegativeForPneumonia")
 
 
 def split_indices(data: ImagingRecipeData) -> dict[str, list[int]]:
-    """``{"train": [...], "test": [...]}`` indices by the fixed group hash (:func:`~medzs.data.imaging_splits.heldout_part`)."""
-    from medzs.data.imaging_splits import heldout_part
-
-    test = [i for i, g in enumerate(data.groups) if heldout_part(g)]
-    tset = set(test)
-    return {"train": [i for i in range(len(data.paths)) if i not in tset], "test": test}
+    """``{"train": [...], "test": [...]}`` indices from the adapter's group-hash split."""
+    return {part: [i for i, s in enumerate(data.split) if s == part] for part in ("train", "test")}
 
 
 # -- texts from the knowledge base ----------------------------------------------------------------------------------
@@ -174,50 +154,23 @@ def finding_text_pools(data: ImagingRecipeData) -> list[list[str]]:
 
 
 # -- images -------------------------------------------------------------------------------------------------------
-def load_images(root: Path, paths: Sequence[str], spec, progress: bool = False) -> np.ndarray:
-    """Read and preprocess images to ``spec``: ``(N, C, H, W)`` float16.
+def load_images(paths: Sequence[str], spec, modality: str = "cxr", progress: bool = False) -> np.ndarray:
+    """Read and preprocess images as the engine does: ``(N, C, H, W)`` float16.
 
-    Each file goes through :func:`medzs.io.image.read_image` and :func:`medzs.transforms.image.preprocess_image`
-    when those modules are present (the engine's path), else through Pillow: grey (``L``) conversion of
-    L/RGB/RGBA, scaling to [0, 1], bilinear resize and the spec's normalisation.
+    Each file goes through :func:`medzs.io.image.read_image` and :func:`medzs.transforms.image.preprocess_image`.
     """
+    from medzs.io.image import read_image
+    from medzs.transforms.image import preprocess_image
+
     out = np.zeros((len(paths), spec.channels, *spec.size), np.float16)
     it = enumerate(paths)
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, total=len(paths), desc="images", unit="img")
-    reader = _engine_reader()
     for i, p in it:
-        out[i] = reader(root / p, spec)
+        out[i] = preprocess_image(read_image(p, modality=modality), spec)
     return out
-
-
-def _engine_reader() -> Callable:
-    try:
-        from medzs.io.image import read_image
-        from medzs.transforms.image import preprocess_image
-    except ImportError:
-        return _pil_preprocess
-
-    def read(path, spec):
-        return preprocess_image(read_image(path), spec)
-
-    return read
-
-
-def _pil_preprocess(path: Path, spec) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("L").resize((spec.size[1], spec.size[0]), Image.BILINEAR)
-        x = np.asarray(im, dtype=np.float32) / 255.0
-    if spec.normalization == "minmax":
-        lo, hi = float(x.min()), float(x.max())
-        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    elif spec.normalization == "mean_std":
-        x = (x - spec.mean[0]) / spec.std[0]
-    return np.repeat(x[None], spec.channels, axis=0)
 
 
 def _augment_images(x, rng):
@@ -427,19 +380,20 @@ def cross_validate(data: ImagingRecipeData, base_recipe: ImageTrainConfig, varia
     from sklearn.metrics import roc_auc_score
 
     from medzs import registry
-    from medzs.data.imaging_splits import group_kfold
+    from medzs.data.imaging import group_kfold
 
     train_idx = np.array(split_indices(data)["train"])
     spec = registry.get_config(base_recipe.base_model).input_spec
     if images is None:
-        images = load_images(data.root, [data.paths[i] for i in train_idx], spec, progress)
+        images = load_images([data.paths[i] for i in train_idx], spec, data.modality, progress)
         pos_of = {int(i): j for j, i in enumerate(train_idx)}
     else:
         pos_of = {int(i): int(i) for i in train_idx}
     pools = finding_text_pools(data)
     rows = []
     groups = [data.groups[i] for i in train_idx]
-    cv = group_kfold(groups, k)
+    fold_of = np.array(group_kfold(groups, k))
+    cv = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
     for name, kw in variants.items():
         cfg = replace(base_recipe, **kw)
         for f in folds:
@@ -513,7 +467,7 @@ def train_default(kind: str, out: str | Path | None = None, root: str | Path | N
     parts = split_indices(data)
     tr = parts["train"][:max_images] if max_images else parts["train"]
     te = parts["test"][:max_images] if max_images else parts["test"]
-    x_tr = load_images(data.root, [data.paths[i] for i in tr], spec, progress)
+    x_tr = load_images([data.paths[i] for i in tr], spec, data.modality, progress)
     model, history = train_image_text(x_tr, data.findings[tr], finding_text_pools(data), recipe, progress=progress)
     t_train = time.time() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -523,7 +477,7 @@ def train_default(kind: str, out: str | Path | None = None, root: str | Path | N
     tmp.replace(out)
     # held-out evaluation, once, with the fp16 weights as shipped
     shipped = registry.create_model(name, weights=out, sha256=registry.sha256_file(out))
-    x_te = load_images(data.root, [data.paths[i] for i in te], spec, progress)
+    x_te = load_images([data.paths[i] for i in te], spec, data.modality, progress)
     scores = zero_shot_scores(shipped, embed_images(shipped, x_te), data.pos_entry, data.neg_entry)
     held = {}
     for style, s in scores.items():
@@ -546,8 +500,8 @@ def train_default(kind: str, out: str | Path | None = None, root: str | Path | N
         "texts": {"findings": {str(i): list(e) for i, e in enumerate(data.finding_entries)},
                   "source": "knowledge-base sentences: name, synonyms, definition, criteria"},
         "data": {"dataset": data.name, "citation": data.citation, "root": str(data.root),
-                 "split": "group-disjoint; held out: sha256('medzs-heldout-v1:' + group) % 1000 < 200 "
-                          "(medzs.data.imaging_splits.heldout_part)", "parts": split_info},
+                 "split": "group-disjoint 'train'/'test' of the dataset adapter (medzs.data.imaging.group_split: "
+                          "a group is test when hash_unit(group, seed=0) < 0.2)", "parts": split_info},
         "cross_validation": cv_rows or [],
         "heldout": {"task_positive": data.pos_entry, "negative_prompt": data.neg_entry,
                     "scoring": "cos(img, pos) - cos(img, neg) (same AUROC as the softmax over the pair)",
