@@ -24,8 +24,8 @@ from medzs import recipes_imaging as ri
 from medzs.registry import WEIGHTS_DIR
 
 VARIANTS = {
-    "cxr": {"base": {"epochs": 5}},
-    "ct": {"base": {"epochs": 20}},
+    "cxr": {"base": {"epochs": 4}},
+    "ct": {"base": {"epochs": 12}},
 }
 
 

@@ -320,6 +320,12 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
     """
     import torch
 
+    if str(path).startswith("package:"):  # weights inside an installed package; the format loader checks them
+        fmt = config.extra.get("checkpoint_format")
+        if fmt not in CHECKPOINT_FORMATS:
+            raise SpecError(f"model {config.name}: weights {path} need a checkpoint_format that reads packages")
+        _import(CHECKPOINT_FORMATS[fmt])(model, config, path)
+        return
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model {config.name}: checkpoint {path} not found")
