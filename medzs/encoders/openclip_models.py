@@ -95,7 +95,7 @@ def load_openai_clip(model: OpenCLIPZeroShot, config, path: Path) -> None:
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
     if not isinstance(state, dict):
         raise SpecError(f"model {config.name}: checkpoint {path}: expected a state dict, got {type(state).__name__}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()
+    state = {(k.removeprefix("module.")): v for k, v in state.items()
              if k not in OPENAI_META_KEYS}
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     _strict_load(model.clip, state, config.name, path)
@@ -177,7 +177,7 @@ def load_open_clip(model: OpenCLIPZeroShot, config, path: Path) -> None:
     else:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {(k.removeprefix("module.")): v for k, v in state.items()}
     own = model.clip.state_dict()
     pos = "text.transformer.embeddings.position_ids"
     if pos in state and pos not in own:
