@@ -140,7 +140,7 @@ register(ModelConfig(
 
 
 # ==== imaging models (branch imaging-models) ===================================================================
-from medzs.spec import ImageInputSpec, VolumeInputSpec  # noqa: E402
+from medzs.spec import ImageInputSpec, VolumeInputSpec
 
 _IMAGE_CLIP_EXTRA = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}
 _CXR_SPEC = ImageInputSpec(size=(128, 128), channels=1, resize="resize", normalization="minmax", modality="cxr")

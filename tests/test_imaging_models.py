@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -429,3 +430,87 @@ def test_ctclip_layout_loads_strictly_and_embeds_the_shared_ct(tmp_path, ct_volu
     with pytest.raises(SpecError, match="unexpected keys.*mlm"):
         registry.create_model("ct-ctvit.ctclip", weights=tmp_path / "with_mlm.pt", text_model=str(bert),
                               input_spec=spec, extra={**cfg.extra, **CTCLIP_SMALL})
+
+
+# ------------------------------------------------------------------------------------------- imaging tasks
+def test_imaging_tasks_map_to_kb_entries_and_adapter_labels():
+    from medzs.data.imaging import CovidCTDataset, KermanyDataset
+    from medzs.data.imaging_tasks import DEFAULT_SCORING, IMAGING_TASKS, NEGATIVE_KB_IDS, negative_kb_id
+    from medzs.knowledge.loader import knowledge_dir, load_entry
+
+    codes = {"kermany": set(KermanyDataset().label_codes()), "covid-ct": set(CovidCTDataset().label_codes())}
+    for name, task in IMAGING_TASKS.items():
+        assert set(task.classes) <= codes[task.dataset], name
+        for c, eid in task.kb_ids.items():
+            entry = load_entry(knowledge_dir() / eid.split(".")[0] / f"{eid}.yaml")
+            assert entry.id == eid and entry.definition
+        assert DEFAULT_SCORING[name] in ("posneg", "softmax")
+    for task, pairs in NEGATIVE_KB_IDS.items():
+        for c, neg in pairs.items():
+            assert c in IMAGING_TASKS[task].classes and (knowledge_dir() / neg.split(".")[0] / f"{neg}.yaml").is_file()
+    assert negative_kb_id("cxr-pneumonia", "pneumonia") == "cxr.chexpert.NoFinding"
+    assert negative_kb_id("cxr-pneumonia-type", "normal") is None  # "normal" is never negated twice
+    assert negative_kb_id("ct-covid", "covid") == "ct.covid.NegativeForPneumonia"
+
+
+def test_pipelines_name_registered_models_tasks_and_held_out_splits():
+    import yaml
+
+    from medzs.data.imaging_tasks import IMAGING_TASKS
+
+    repo = Path(__file__).resolve().parents[1]
+    for f, dataset in (("cxr-pneumonia.yaml", "kermany"), ("ct-covid.yaml", "covid-ct")):
+        cfg = yaml.safe_load((repo / "pipelines" / f).read_text())
+        assert cfg["dataset"] == {"name": dataset, "root": None, "split": "test"}
+        assert cfg["scoring"]["method"] in ("posneg", "softmax")
+        assert cfg["task"] in IMAGING_TASKS and IMAGING_TASKS[cfg["task"]].dataset == dataset
+        assert cfg["model"]["name"] in registry.list_models()
+
+
+# ------------------------------------------------------------------------------------------- embedded defaults
+@pytest.mark.parametrize("name,image", [
+    ("cxr-resnet10s.medzs-pneumonia", "tiny/kermany224/PNEUMONIA/person1000_bacteria_2931.jpeg"),
+    ("ctslice-resnet10s.medzs-covid", "ct-covid-slices/CT_COVID/2020.01.24.919183-p27-132.png"),
+])
+def test_shipped_imaging_default_loads_with_its_card(name, image, shared_data):
+    from medzs.io.image import read_image
+    from medzs.transforms.image import preprocess_image
+
+    cfg = registry.get_config(name)
+    weights = Path(cfg.weights)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert weights.stat().st_size <= 30 * 2**20 and card["sha256"] == registry.sha256_file(weights)
+    held = card["heldout"]["auroc"]["kb"]
+    assert held["n_pos"] > 0 and held["n_neg"] > 0 and 0.5 < held["auroc"] <= 1.0
+    assert card["data"]["parts"]["train"]["groups"] > 0 and card["cross_validation"]["choice"]["kb"]["epochs"] >= 1
+    model = registry.create_model(name)
+    x = preprocess_image(read_image(shared_data / "imaging" / image, modality=cfg.modality), cfg.input_spec)
+    with torch.no_grad():
+        e = model.encode_signal(torch.from_numpy(x)[None])
+        t = model.encode_text(["pneumonia", "no finding"])
+    assert e.shape == (1, 256) and t.shape == (2, 256)
+    with pytest.raises(SpecError, match="sha256"):
+        registry.create_model(name, weights=weights, sha256="0" * 64)
+
+
+def test_training_entry_point_smoke_writes_card_outside_shipped_weights(tmp_path, monkeypatch):
+    from medzs import recipes_imaging as ri
+
+    assert registry.WEIGHTS_DIR not in ri._default_out("x").parents
+    monkeypatch.setattr(ri, "CXR_RECIPE", replace(ri.CXR_RECIPE, batch_size=4))
+    out = tmp_path / "cxr.pt"
+    card = ri.train_cxr_default(out=out, epochs=1, max_images=8, progress=False)
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["sha256"] == card["sha256"]
+    assert len(card["history"]) == 1 and np.isfinite(card["history"][0]["loss"])
+    assert card["data"]["parts"]["train"]["images"] == 8 and card["data"]["parts"]["test"]["images"] == 8
+    model = registry.create_model("cxr-resnet10s.medzs-pneumonia", weights=out, sha256=card["sha256"])
+    assert model.encode_text(["pneumonia"]).shape == (1, 256)
+
+
+def test_kb_sentences_feed_the_training_texts():
+    from medzs import recipes_imaging as ri
+
+    s = ri.kb_sentences("cxr.chexpert.Pneumonia")
+    assert s[0] == "pneumonia" and "lung infection" in s and any("air bronchograms" in x for x in s)
+    pools = ri.finding_text_pools(ri.covid_ct_recipe_data())
+    assert pools[1][0] == "COVID-19 pneumonia" and pools[0][0] == "negative for pneumonia"
