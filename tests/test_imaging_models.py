@@ -344,6 +344,14 @@ def test_merlin_layout_loads_strictly_and_embeds_the_shared_ct(tmp_path, ct_volu
         t = model.encode_text(["Lungs: small nodule in the right lower lobe.", "No acute findings."])
     assert e.shape == (1, 512) and t.shape == (2, 512)
     assert torch.allclose(t.norm(dim=-1), torch.ones(2), atol=1e-5)
+    # the same checkpoint read as a head-less feature extractor (i3resnet-backbone format): Merlin's image backbone
+    fx = registry.create_model("ct-i3resnet152.astra", weights=ckpt, sha256=None,
+                               extra={"checkpoint_format": "i3resnet-backbone", "layers": list(layers)})
+    ref = torch.load(ckpt, weights_only=True)
+    assert torch.equal(fx.backbone.state_dict()["layer4.0.conv2.weight"],
+                       ref["encode_image.i3_resnet.layer4.0.conv2.weight"])
+    with torch.no_grad():
+        assert fx.encode_signal(torch.from_numpy(x)[None]).shape == (1, 2048)
     # a checkpoint with the phenotype head of another size is refused, naming the key
     state = torch.load(ckpt, weights_only=True)
     state["encode_image.i3_resnet.classifier.weight"] = torch.zeros(6, 2048, 1, 1, 1)
@@ -435,7 +443,12 @@ def test_ctclip_layout_loads_strictly_and_embeds_the_shared_ct(tmp_path, ct_volu
 # ------------------------------------------------------------------------------------------- imaging tasks
 def test_imaging_tasks_map_to_kb_entries_and_adapter_labels():
     from medzs.data.imaging import CovidCTDataset, KermanyDataset
-    from medzs.data.imaging_tasks import DEFAULT_SCORING, IMAGING_TASKS, NEGATIVE_KB_IDS, negative_kb_id
+    from medzs.data.imaging_tasks import (
+        DEFAULT_SCORING,
+        IMAGING_TASKS,
+        NEGATIVE_KB_IDS,
+        negative_kb_id,
+    )
     from medzs.knowledge.loader import knowledge_dir, load_entry
 
     codes = {"kermany": set(KermanyDataset().label_codes()), "covid-ct": set(CovidCTDataset().label_codes())}

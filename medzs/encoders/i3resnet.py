@@ -308,8 +308,9 @@ def load_i3resnet_backbone(model: CTFeatureExtractor, config, path) -> None:
     """Load a head-less I3ResNet state dict strictly (Astra layout: ``conv1.*``, ``bn1.*``, ``layer1-4.*``).
 
     ``path`` is a ``.pt``/``.pth`` file with the plain state dict or ``{"state_dict": ...}``; keys may carry
-    Merlin's ``encode_image.i3_resnet.`` or Astra's ``visual_encoder.model.encode_image.i3_resnet.`` prefix, and
-    Merlin's ``classifier.*`` / ``contrastive_head.*`` heads are then ignored (a backbone is all this model uses).
+    Merlin's ``encode_image.i3_resnet.`` or Astra's ``visual_encoder.model.encode_image.i3_resnet.`` prefix (then
+    only those keys are read, so a whole Merlin checkpoint gives its image backbone), and Merlin's
+    ``classifier.*`` / ``contrastive_head.*`` heads are ignored (a backbone is all this model uses).
     bfloat16 weights are cast to float32.
 
     Raises:
@@ -323,9 +324,13 @@ def load_i3resnet_backbone(model: CTFeatureExtractor, config, path) -> None:
 def _load_backbone_state(model: CTFeatureExtractor, state: dict, name: str, where) -> None:
     from medzs.registry import _strict_load
 
+    prefixes = ("visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet.")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith(prefixes) for k in state):  # a whole Merlin / Astra model: keep its image backbone
+        state = {k: v for k, v in state.items() if k.startswith(prefixes)}
     out = {}
     for k, v in state.items():
-        for prefix in ("module.", "visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet."):
+        for prefix in prefixes:
             k = k.removeprefix(prefix)
         if k.startswith(("classifier.", "contrastive_head.")):
             continue
