@@ -34,7 +34,11 @@ def main() -> None:
     ap.add_argument("kind", choices=["cxr", "ct"])
     ap.add_argument("--write-weights", action="store_true")
     ap.add_argument("--skip-cv", action="store_true", help="reuse benchmarks/results/imaging_cv_<kind>.json")
+    ap.add_argument("--table", action="store_true", help="print the saved CV rows as a Markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(cv_table(json.loads((Path(__file__).parent / "results" / f"imaging_cv_{args.kind}.json").read_text())))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     name, recipe, data = ri._recipe(args.kind, None)
     res_file = Path(__file__).parent / "results" / f"imaging_cv_{args.kind}.json"
@@ -62,6 +66,25 @@ def main() -> None:
         card["cross_validation"] = {"file": str(res_file.name), "choice": res["choice"]}
         (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1, default=str) + "\n")
         print(json.dumps({k: card[k] for k in ("sha256", "bytes", "heldout", "train_seconds")}, indent=1))
+
+
+def cv_table(res: dict, prompts: str = "kb") -> str:
+    """Markdown table: zero-shot AUROC per validation fold and their mean, by epoch (one prompt style)."""
+    rows = [r for r in res["rows"] if r["prompts"] == prompts]
+    epochs = sorted({r["epoch"] for r in rows})
+    folds = sorted({r["fold"] for r in rows})
+    best = res["choice"][prompts]["epochs"]
+    head = "| epoch | " + " | ".join(f"**{e}**" if e == best else str(e) for e in epochs) + " |"
+    lines = [head, "|---" * (len(epochs) + 1) + "|"]
+    for f in folds:
+        vals = {r["epoch"]: r["auroc"] for r in rows if r["fold"] == f}
+        n = next(r for r in rows if r["fold"] == f)
+        lines.append(f"| fold {f} (n={n['n_val']}, {n['n_pos']} pos) | "
+                     + " | ".join(f"{vals[e]:.3f}" for e in epochs) + " |")
+    means = {e: sum(r["auroc"] for r in rows if r["epoch"] == e) / len(folds) for e in epochs}
+    lines.append("| mean | " + " | ".join(f"**{means[e]:.3f}**" if e == best else f"{means[e]:.3f}"
+                                          for e in epochs) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
