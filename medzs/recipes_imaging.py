@@ -536,7 +536,7 @@ def _recipe(kind: str, root) -> tuple[str, ImageTrainConfig, ImagingRecipeData]:
 
 
 # Chosen by cross_validate inside the training parts (benchmarks/imaging_recipe_cv.py; docs/model-card-imaging.md).
-CXR_RECIPE = ImageTrainConfig(base_model="cxr-resnet10s.random", epochs=8, batch_size=64, lr=2e-3,
+CXR_RECIPE = ImageTrainConfig(base_model="cxr-resnet10s.random", epochs=4, batch_size=64, lr=2e-3,
                               trainable_text_layers=0, augment=True)
 CT_RECIPE = ImageTrainConfig(base_model="ctslice-resnet10s.random", epochs=8, batch_size=32, lr=2e-3,
                              trainable_text_layers=0, augment=True)
