@@ -44,9 +44,7 @@ import json
 import logging
 import os
 import re
-import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,194 +53,59 @@ from typing import Any
 
 import numpy as np
 
+from medzs.engine import (  # noqa: F401  (re-exported)
+    Engine,
+    Job,
+    Record,
+    check_rows,
+    identifier_pattern,
+    local_engine,
+    reading,
+    redact_logs,
+    resolve_precision,
+)
 from medzs.errors import SpecError
+from medzs.io.discover import FOLDER_EXTENSIONS  # noqa: F401  (re-exported)
+from medzs.scoring import fuse_per_record  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "BatchResult",
-    "BatchScorer",
     "Record",
     "discover_records",
-    "fuse_per_record",
     "hash_id",
-    "identifier_pattern",
-    "local_engine",
     "records_fingerprint",
-    "redact_logs",
     "score_files",
     "shard_name",
 ]
 
-#: Extensions a folder walk picks up (case-insensitive); files without an extension are taken when they carry
-#: the DICOM preamble. Name other files explicitly, with a glob or in a manifest.
-FOLDER_EXTENSIONS: tuple[str, ...] = (".hea", ".mat", ".xml", ".dcm", ".dicom")
-#: Files sharing a ``.hea``'s stem in the same folder are its companions (``.dat``, ``.mat``, ``.atr``, ...) and
-#: are not records of their own, except these.
-_NOT_COMPANIONS: tuple[str, ...] = (".hea", ".xml", ".dcm", ".dicom")
 ENGINES: tuple[str, ...] = ("local", "ray")
 BATCH_FORMAT = "medzs-batch-scores"
-BATCH_FORMAT_VERSION = 1
+BATCH_FORMAT_VERSION = 2  # 2: quality_flags column
 METADATA_KEY = b"medzs.batch"
 RUN_FILE = "_run.json"
 LOCK_FILE = ".lock"
 _SHARD_RE = re.compile(r"^part-(\d{9})-(\d{9})\.parquet$")
-_GLOB_MAGIC = re.compile(r"[*?\[]")
 
 #: Output columns before the per-class score columns ``score_<class code>``; ``model`` and ``task`` follow them.
 BASE_COLUMNS: tuple[str, ...] = ("record_id", "record_index", "source_format", "status", "error_class",
-                                 "error_message")
+                                 "error_message", "quality_flags")
 
 
 # ---------------------------------------------------------------------------------------------- discovery
-@dataclass(frozen=True)
-class Record:
-    """One input record.
-
-    Attributes:
-        index: Position in the run's deterministic ordering (0-based).
-        path: Absolute path of the file to read (a WFDB/CinC record's ``.hea``).
-        source_id: Source identifier: path relative to its input root (POSIX separators), or the manifest's
-            ``record_id``/``path`` value.
-    """
-
-    index: int
-    path: str
-    source_id: str
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _folder_candidate(path: Path) -> bool:
-    if path.name.startswith("."):
-        return False
-    suffix = path.suffix.lower()
-    if suffix in FOLDER_EXTENSIONS:
-        return True
-    return suffix == "" and _has_dicom_preamble(path)
-
-
-def _drop_companions(paths: Sequence[Path]) -> list[Path]:
-    headers = {(p.parent, p.stem) for p in paths if p.suffix.lower() == ".hea"}
-    return [p for p in paths if p.suffix.lower() in _NOT_COMPANIONS or (p.parent, p.stem) not in headers]
-
-
-def _walk(root: Path) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if _folder_candidate(Path(dirpath) / f))
-    return found
-
-
-def _glob_root(pattern: str) -> Path:
-    parts = Path(pattern).parts
-    static: list[str] = []
-    for part in parts:
-        if _GLOB_MAGIC.search(part):
-            break
-        static.append(part)
-    return Path(*static) if static else Path(".")
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return Path(os.path.relpath(path, root)).as_posix()
-
-
-def _read_manifest(path: Path) -> list[tuple[str, str]]:
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises ParserError, UnicodeDecodeError, EmptyDataError, ...
-        raise SpecError(f"manifest {path}: not readable as CSV ({type(exc).__name__}); expected a CSV with a "
-                        "'path' column and an optional 'record_id' column") from exc
-    if "path" not in df.columns:
-        raise SpecError(f"manifest {path}: column 'path' missing (columns: {list(df.columns)}); expected 'path' "
-                        "and optionally 'record_id'")
-    base = path.parent
-    has_id = "record_id" in df.columns
-    rows: list[tuple[str, str]] = []
-    for i, value in enumerate(df["path"].tolist()):
-        value = value.strip()
-        if not value:
-            raise SpecError(f"manifest {path}: row {i + 2}: field 'path' is empty (expected a file path)")
-        full = Path(value) if Path(value).is_absolute() else base / value
-        rid = df["record_id"].iat[i].strip() if has_id else ""
-        rows.append((os.path.abspath(full), rid or value))
-    return rows
-
-
-def discover_records(inputs: Sequence[str | os.PathLike[str]]) -> list[Record]:
-    """Expand inputs to a deterministic list of records.
-
-    Each input is, in this order of checks:
-
-    - a ``.csv`` file: a manifest with a ``path`` column (relative paths are relative to the manifest's folder)
-      and an optional ``record_id`` column (default: the ``path`` value). Rows are kept in file order and never
-      de-duplicated (a repeated row is scored again);
-    - a folder: walked recursively; files with the extensions :data:`FOLDER_EXTENSIONS` (and extension-less
-      files with a DICOM preamble) are taken, sorted by relative path; ``source_id`` is the path relative to the
-      folder;
-    - a file: taken as is (``source_id`` = its name);
-    - otherwise a glob pattern (``**`` recursive), every matching file, sorted; ``source_id`` is the path
-      relative to the pattern's leading non-wildcard folders.
-
-    For folders and globs, a record with a ``.hea`` header is taken once by its header: files with the same
-    stem in the same folder (``.dat``, ``.mat``, annotations) are dropped. A file reached by several folder, file
-    or glob inputs is taken once (first occurrence). The format is not checked here; files that are not ECGs
-    become error rows when scored.
-
-    Args:
-        inputs: Folders, files, glob patterns and manifest CSVs, in the order wanted.
-
-    Returns:
-        Records with ``index`` 0..N-1 in that order.
+def discover_records(inputs: Sequence[str | os.PathLike[str]], modality: str = "ecg") -> list[Record]:
+    """Expand inputs to a deterministic list of records (:func:`medzs.io.discover.discover_files`, which documents
+    the rules); ``index`` is 0..N-1 in that order. Folder walks pick ECG file types for ``modality="ecg"``, image
+    types (DICOM, PNG, JPEG, NIfTI) otherwise.
 
     Raises:
         SpecError: a glob that matches nothing, a path that does not exist, or a malformed manifest.
     """
-    import glob as _glob
+    from medzs.io.discover import IMAGE_EXTENSIONS, discover_files
 
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-
-    def add(paths: Sequence[Path], root: Path) -> None:
-        for p in sorted(_drop_companions(paths), key=lambda q: _rel(q, root)):
-            real = os.path.realpath(p)
-            if real in seen:
-                continue
-            seen.add(real)
-            out.append((os.path.abspath(p), _rel(p, root)))
-
-    for item in inputs:
-        s = os.fspath(item)
-        p = Path(s)
-        if p.is_file() and p.suffix.lower() == ".csv":
-            out.extend(_read_manifest(p))
-        elif p.is_dir():
-            add(_walk(p), p)
-        elif p.is_file():
-            add([p], p.parent)
-        elif _GLOB_MAGIC.search(s):
-            matches = [Path(m) for m in _glob.glob(s, recursive=True) if Path(m).is_file()]
-            if not matches:
-                raise SpecError(f"input {s!r}: glob pattern matches no file")
-            add(matches, _glob_root(s))
-        else:
-            raise SpecError(f"input {s!r}: no such file or folder (expected a folder, a file, a glob pattern or a "
-                            "manifest .csv)")
-    return [Record(i, path, sid) for i, (path, sid) in enumerate(out)]
+    exts = FOLDER_EXTENSIONS if modality == "ecg" else IMAGE_EXTENSIONS
+    return [Record(i, path, sid) for i, (path, sid) in enumerate(discover_files(inputs, extensions=exts))]
 
 
 def records_fingerprint(records: Sequence[Record]) -> str:
@@ -265,248 +128,7 @@ def hash_id(source_id: str, salt: str) -> str:
     return hmac.new(salt.encode("utf-8"), source_id.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
 
-def identifier_pattern(record: Record) -> re.Pattern[str]:
-    """Regex matching the ways a record can be named in a message.
-
-    It matches the absolute and real path, the source id, the file name and the stem (each with or without
-    extensions), so that ``/data/site/00042_hr.dat`` and ``00042_hr`` are both caught.
-    """
-    forms: set[str] = set()
-    for s in (record.path, os.path.realpath(record.path), record.source_id):
-        if not s:
-            continue
-        forms.add(s)
-        forms.add(os.path.splitext(s)[0])
-        base = os.path.basename(s.rstrip("/"))
-        forms.add(base)
-        forms.add(base.split(".", 1)[0])
-    ordered = sorted((f for f in forms if f), key=len, reverse=True)
-    alternation = "|".join(re.escape(f) for f in ordered)
-    return re.compile(rf"(?<![\w])(?:{alternation})(?:\.[A-Za-z0-9]+)*(?![\w])")
-
-
-_redact_state = threading.local()
-_factory_lock = threading.Lock()
-_factory_users = 0
-_previous_factory: Callable[..., logging.LogRecord] | None = None
-
-
-def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    assert _previous_factory is not None
-    rec = _previous_factory(*args, **kwargs)
-    state = getattr(_redact_state, "current", None)
-    if state is not None:
-        pattern, replacement = state
-        try:
-            msg = rec.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed log call must not break scoring
-            msg = str(rec.msg)
-        rec.msg = pattern.sub(replacement, msg)
-        rec.args = ()
-        if rec.exc_info:
-            rec.msg += f" [{getattr(rec.exc_info[0], '__name__', 'exception')}]"
-            rec.exc_info = None
-            rec.exc_text = None
-        rec.stack_info = None
-    return rec
-
-
-@contextlib.contextmanager
-def redact_logs() -> Iterator[None]:
-    """Install (reference-counted) a log-record factory that redacts the record being read.
-
-    While active, log records created in a thread inside :func:`_reading` have the current record's
-    identifiers replaced (message formatted first, traceback dropped). Other threads are not affected.
-    """
-    global _factory_users, _previous_factory
-    with _factory_lock:
-        if _factory_users == 0:
-            _previous_factory = logging.getLogRecordFactory()
-            logging.setLogRecordFactory(_redacting_factory)
-        _factory_users += 1
-    try:
-        yield
-    finally:
-        with _factory_lock:
-            _factory_users -= 1
-            if _factory_users == 0:
-                if logging.getLogRecordFactory() is _redacting_factory and _previous_factory is not None:
-                    logging.setLogRecordFactory(_previous_factory)
-                _previous_factory = None
-
-
-@contextlib.contextmanager
-def _reading(record: Record) -> Iterator[list[warnings.WarningMessage]]:
-    previous = getattr(_redact_state, "current", None)
-    _redact_state.current = (identifier_pattern(record), f"record #{record.index}")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield caught
-    finally:
-        _redact_state.current = previous
-
-
 # ---------------------------------------------------------------------------------------------- scoring
-def fuse_per_record(embedding_scores: Any, criteria_scores: Any, softmax: bool = False,
-                    weight: float = 0.5) -> np.ndarray:
-    """Label-free hybrid for streaming: per record and class, a weighted mean of the two scores on [0, 1].
-
-    ``(1 - weight) * e + weight * c``, with ``e`` the embedding score mapped to [0, 1] (cosine ``s`` -> ``(s + 1) / 2``;
-    a softmax probability as is) and ``c`` the criteria score (a probability-like value in [0, 1]). Where ``c`` is
-    NaN (a class the criteria cannot score) the fused score is ``e`` alone. Unlike
-    :func:`medzs.criteria.fuse_rank_average` (ranks within a batch, used by ``medzs zeroshot``) it needs no other
-    record, so a record's score does not depend on the batch, shard or engine it was scored in.
-
-    Args:
-        embedding_scores: ``(N, C)`` cosine similarities (or softmax probabilities with ``softmax=True``).
-        criteria_scores: ``(N, C)`` criteria scores, NaN where not scorable.
-        softmax: The embedding scores are probabilities (not mapped).
-        weight: Weight of the criteria score, 0-1.
-
-    Raises:
-        ValueError: shapes differ or weight outside [0, 1].
-    """
-    from medzs.criteria import fusion_inputs
-
-    e, c = fusion_inputs(embedding_scores, criteria_scores, weight, "fuse_per_record")
-    e01 = e if softmax else (np.clip(e, -1.0, 1.0) + 1.0) / 2.0
-    return np.where(np.isfinite(c), (1.0 - weight) * e01 + weight * c, e01)
-
-
-class BatchScorer:
-    """Reads, preprocesses and scores records with one loaded model and/or a registered scorer; engine-independent.
-
-    Args:
-        model: A :func:`medzs.registry.create_model` model (``encode_signal``, ``config.input_spec``); None with a
-            ``criteria`` scorer alone.
-        class_emb: ``(C, D)`` class embeddings (:func:`medzs.scoring.class_embeddings`), computed once per run
-            (None without a model).
-        softmax: Scores as per-record class probabilities instead of cosines.
-        criteria: A registered scorer (:func:`medzs.registry.create_scorer`, e.g. ``ecg-criteria.kb``): alone
-            (``model=None``) its scores are the output; with a model they are fused by :func:`fuse_per_record`.
-        task: The task (name or :class:`~medzs.data.tasks.Task`) the criteria scorer scores; required with it.
-    """
-
-    def __init__(self, model: Any, class_emb: Any, softmax: bool = False, criteria: Any = None,
-                 task: Any = None) -> None:
-        if model is None and criteria is None:
-            raise SpecError("BatchScorer: give a model, a criteria scorer, or both")
-        self.model = model
-        self.spec = model.config.input_spec if model is not None else None
-        self.class_emb = np.asarray(class_emb, dtype=np.float64) if model is not None else None
-        self.softmax = bool(softmax)
-        self.criteria = criteria
-        if criteria is not None:
-            if task is None:
-                raise SpecError("BatchScorer: a criteria scorer needs the task")
-            if isinstance(task, str):
-                from medzs.data.tasks import get_task
-
-                task = get_task(task)
-        self.task = task
-        self.n_classes = (int(self.class_emb.shape[0]) if self.class_emb is not None
-                          else len(task.classes))
-
-    @classmethod
-    def load(cls, model_name: str | None, class_emb: Any, weights: str | None = None, softmax: bool = False,
-             torch_threads: int | None = None, criteria: str | None = None, task: Any = None) -> BatchScorer:
-        """Build the model (CPU, eval mode) and/or the named scorer, and a scorer around them (once per Ray
-        actor)."""
-        import torch
-
-        from medzs import registry
-
-        if torch_threads:
-            torch.set_num_threads(int(torch_threads))
-        model = registry.create_model(model_name, weights=weights) if model_name else None
-        scorer = registry.create_scorer(criteria) if criteria else None
-        return cls(model, class_emb, softmax=softmax, criteria=scorer, task=task)
-
-    def _read(self, record: Record) -> tuple[str | None, tuple[Any, Any] | None, BaseException | None]:
-        from medzs.io.detect import detect_format, read_ecg
-        from medzs.transforms.ecg import preprocess
-
-        fmt: str | None = None
-        with _reading(record) as caught:
-            try:
-                fmt = detect_format(record.path)
-                sample = read_ecg(record.path, format=fmt)
-                x = preprocess(sample, self.spec) if self.model is not None else None
-                # measured on the signal as read (measure_ecg resamples itself); inside _reading: logs redacted
-                m = self.criteria.measure([sample])[0] if self.criteria is not None else None
-                result: tuple[str | None, tuple[Any, Any] | None, BaseException | None] = (fmt, (x, m), None)
-            except Exception as exc:  # noqa: BLE001 - every failure of one record becomes an error row
-                result = (fmt, None, exc)
-        if caught:
-            logger.debug("record #%d: %d warning(s) while reading (%s)", record.index, len(caught),
-                         ", ".join(sorted({w.category.__name__ for w in caught})))
-        return result
-
-    def _scores(self, items: Sequence[tuple[Any, Any]]) -> np.ndarray:
-        sims = crit = None
-        if self.model is not None:
-            import torch
-
-            from medzs.scoring import similarity
-
-            x = np.stack([it[0] for it in items])
-            with torch.inference_mode():
-                emb = self.model.encode_signal(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-            sims = np.asarray(similarity(emb, self.class_emb, softmax=self.softmax), dtype=np.float64)
-        if self.criteria is not None:
-            crit = self.criteria.score_measurements([it[1] for it in items], self.task).scores
-        if sims is None:
-            return np.asarray(crit, dtype=np.float32)
-        if crit is None:
-            return sims.astype(np.float32)
-        return fuse_per_record(sims, crit, softmax=self.softmax).astype(np.float32)
-
-    def score(self, records: Sequence[Record]) -> list[dict[str, Any]]:
-        """Score a batch of records; never raises for a bad record.
-
-        Returns:
-            One raw row per record, in order: ``record_index``, ``source_format`` (None when undetected),
-            ``status`` (``"ok"``/``"error"``), ``error_class``, ``error_message`` (unredacted; see
-            :class:`_RowFormatter`) and ``scores`` (``(C,)`` float32, NaN for errors).
-        """
-        n_classes = self.n_classes
-        rows: list[dict[str, Any]] = []
-        ok: list[int] = []
-        arrays: list[tuple[Any, Any]] = []
-        with redact_logs():
-            for rec in records:
-                fmt, x, exc = self._read(rec)
-                row = {"record_index": rec.index, "source_format": fmt, "status": "ok", "error_class": None,
-                       "error_message": None, "scores": np.full(n_classes, np.nan, dtype=np.float32)}
-                if exc is not None:
-                    row.update(status="error", error_class=type(exc).__name__, error_message=str(exc) or None)
-                else:
-                    ok.append(len(rows))
-                    arrays.append(x)
-                rows.append(row)
-            if arrays:
-                try:
-                    scores = self._scores(arrays)
-                except Exception:  # noqa: BLE001 - isolate the record that breaks the batch
-                    scores = None
-                for j, i in enumerate(ok):
-                    if scores is not None:
-                        rows[i]["scores"] = scores[j]
-                        continue
-                    try:
-                        rows[i]["scores"] = self._scores([arrays[j]])[0]
-                    except Exception as exc:  # noqa: BLE001
-                        rows[i].update(status="error", error_class=type(exc).__name__,
-                                       error_message=str(exc) or None)
-        n_err = sum(r["status"] == "error" for r in rows)
-        if n_err:
-            classes = Counter(r["error_class"] for r in rows if r["status"] == "error")
-            logger.info("batch: %d of %d records failed (%s)", n_err, len(rows),
-                        ", ".join(f"{k}={v}" for k, v in sorted(classes.items())))
-        return rows
-
-
 # ---------------------------------------------------------------------------------------------- rows -> Parquet
 def score_column(class_code: str) -> str:
     """Name of the score column of a class: ``score_<class code>``."""
@@ -524,6 +146,7 @@ def output_schema(classes: Sequence[str], metadata: Mapping[str, Any] | None = N
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_class", pa.string()),
         pa.field("error_message", pa.string()),
+        pa.field("quality_flags", pa.string()),
         *[pa.field(score_column(c), pa.float32()) for c in classes],
         pa.field("model", pa.string(), nullable=False),
         pa.field("task", pa.string(), nullable=False),
@@ -569,6 +192,7 @@ class _RowFormatter:
             pa.array([r["status"] for r in rows], pa.string()),
             pa.array([r["error_class"] for r in rows], pa.string()),
             pa.array(messages, pa.string()),
+            pa.array([r.get("quality_flags") for r in rows], pa.string()),
             *[pa.array(scores[:, j], pa.float32()) for j in range(len(self.classes))],
             pa.array([self.model] * n, pa.string()),
             pa.array([self.task] * n, pa.string()),
@@ -641,71 +265,7 @@ def _file_run_key(path: Path) -> tuple[str | None, int]:
 
 
 # ---------------------------------------------------------------------------------------------- engines
-@dataclass
-class Job:
-    """What an engine needs to score the missing shards of a run.
-
-    Attributes:
-        records: All records of the run.
-        pending: Shard ranges ``(start, end)`` still to score, ascending.
-        model_name: Registry name of the embedding model (None: the criteria scorer alone).
-        weights: Checkpoint override (None: the config's).
-        class_emb: ``(C, D)`` class embeddings (None without a model). softmax: Softmax scores.
-        batch_size: Records per encoder batch.
-        model: The loaded model when the driver has one (the local engine reuses it).
-        torch_threads: Torch intra-op threads of the local engine (None: torch's default).
-        progress: Called with the number of records just finished.
-        options: Engine options (Ray: ``address``, ``num_actors``, ``cpus_per_actor``, ``num_cpus``,
-            ``object_store_memory``).
-        criteria: Registry name of a scorer (:data:`medzs.registry.SCORERS`), alone or fused with the model.
-        task: Task name (needed by the criteria scorer).
-        criteria_scorer: The built scorer when the driver has one (the local engine reuses it).
-    """
-
-    records: Sequence[Record]
-    pending: Sequence[tuple[int, int]]
-    model_name: str | None
-    weights: str | None
-    class_emb: np.ndarray | None
-    softmax: bool
-    batch_size: int
-    model: Any = None
-    torch_threads: int | None = None
-    progress: Callable[[int], None] = lambda n: None
-    options: dict[str, Any] = field(default_factory=dict)
-    criteria: str | None = None
-    task: str | None = None
-    criteria_scorer: Any = None
-
-
-def local_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
-    """Score the pending shards in this process, one batch at a time.
-
-    Yields:
-        ``(start, end, raw rows)`` per shard, in order.
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    if job.torch_threads:
-        torch.set_num_threads(int(job.torch_threads))
-    try:
-        if (job.model is not None or not job.model_name) and (job.criteria_scorer is not None or not job.criteria):
-            scorer = BatchScorer(job.model, job.class_emb, job.softmax, criteria=job.criteria_scorer, task=job.task)
-        else:
-            scorer = BatchScorer.load(job.model_name, job.class_emb, job.weights, job.softmax,
-                                      criteria=job.criteria, task=job.task)
-        for start, end in job.pending:
-            rows: list[dict[str, Any]] = []
-            for b in range(start, end, job.batch_size):
-                batch = job.records[b:min(b + job.batch_size, end)]
-                rows.extend(scorer.score(batch))
-                job.progress(len(batch))
-            yield start, end, rows
-    finally:
-        torch.set_num_threads(previous)
-
-
+# ---------------------------------------------------------------------------------------------- backends
 def _engine(name: str) -> Callable[[Job], Iterator[tuple[int, int, list[dict[str, Any]]]]]:
     if name == "local":
         return local_engine
@@ -785,13 +345,14 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _class_embeddings(model: Any, prompts: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray:
+def class_scorer(model: Any, prompts: Mapping[str, Any], classes: Sequence[str], softmax: bool = False) -> Any:
+    """The task's :class:`medzs.scoring.ClassScorer` for a loaded model (text encoded once, no gradients)."""
     import torch
 
-    from medzs.scoring import class_embeddings
+    from medzs.scoring import ClassScorer
 
     with torch.inference_mode():
-        return class_embeddings(lambda t: model.encode_text(list(t)), [prompts[c] for c in classes])
+        return ClassScorer(lambda t: model.encode_text(list(t)), [prompts[c] for c in classes], softmax=softmax)
 
 
 def _prompts_digest(prompts: Mapping[str, Any], classes: Sequence[str]) -> str:
@@ -822,7 +383,7 @@ def score_files(
     out: str | os.PathLike[str],
     *,
     model: str,
-    task: str,
+    task: Any,
     weights: str | os.PathLike[str] | None = None,
     engine: str = "local",
     batch_size: int = 32,
@@ -843,6 +404,8 @@ def score_files(
     ray_cpus_per_actor: float = 1.0,
     ray_num_cpus: int | None = None,
     hybrid: str | None = None,
+    precision: str = "fp32",
+    quality: bool = True,
 ) -> BatchResult:
     """Score ECG files zero-shot against a task's classes and write one Parquet row per record.
 
@@ -856,7 +419,7 @@ def score_files(
         model: Registry name (``medzs models``): an embedding model, or a scorer such as ``ecg-criteria.kb``
             (measurements + knowledge-base criteria, no weights; classes it cannot score are NaN columns).
         weights: Checkpoint path overriding the model's.
-        task: Task name (:mod:`medzs.data.tasks`); one score column per class.
+        task: Task name (:mod:`medzs.data.tasks`) or a :class:`~medzs.data.tasks.Task`; one score column per class.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data, :mod:`medzs.batch_ray`).
         batch_size: Records per encoder batch (memory is flat in the number of records).
         shard_size: Records per Parquet shard (the unit of resumption).
@@ -877,7 +440,10 @@ def score_files(
         ray_cpus_per_actor: CPUs (and torch threads) per actor.
         ray_num_cpus: CPUs of the local Ray instance (default: ``min(2, os.cpu_count())``).
         hybrid: A scorer (``"ecg-criteria.kb"``) fused with the embedding model per record
-            (:func:`fuse_per_record`); the ``model`` column reads ``<model>+<hybrid>``.
+            (:func:`medzs.scoring.fuse_per_record`); the ``model`` column reads ``<model>+<hybrid>``.
+        precision: Encoder forward precision, ``"fp32"``, ``"bf16"`` or ``"auto"``
+            (:func:`medzs.engine.resolve_precision`).
+        quality: Run the plausibility checks (:mod:`medzs.quality`); their flags fill ``quality_flags``.
 
     Returns:
         A :class:`BatchResult` (counts only).
@@ -897,7 +463,8 @@ def score_files(
     if hash_ids and not salt:
         raise SpecError("hash_ids: a salt is required (pass salt=, or --salt-env VAR with VAR set)")
     out = Path(out)
-    the_task = get_task(task)
+    the_task = get_task(task) if isinstance(task, str) else task
+    task = the_task.name
     classes = list(the_task.classes)
     criteria_name = model if model in registry.SCORERS else hybrid
     if model in registry.SCORERS:
@@ -915,7 +482,7 @@ def score_files(
                             f"got {hybrid!r}")
     weights = str(weights) if weights is not None else (config.weights if config is not None else None)
     model_label = f"{model}+{hybrid}" if hybrid else model
-    records = discover_records(inputs)
+    records = discover_records(inputs, modality=config.modality if config is not None else "ecg")
     if not records:
         raise SpecError(f"inputs {[os.fspath(i) for i in inputs]}: no ECG file found")
     n = len(records)
@@ -924,7 +491,7 @@ def score_files(
     if config is None:  # a scorer alone: no prompts
         prompts: Mapping[str, Any] | None = None
     elif class_prompts is None:
-        from medzs.pipeline import task_prompts
+        from medzs.prompts.tasks import task_prompts
 
         prompts = task_prompts(the_task, prompts_writer, prompts_cache, kb_path=kb_path)
     else:
@@ -943,6 +510,8 @@ def score_files(
         "classes": classes,
         "prompts_sha256": _prompts_digest(prompts, classes) if prompts is not None else None,
         "softmax": bool(softmax),
+        "precision": resolve_precision(precision, config),
+        "quality": bool(quality),
         "shard_size": int(shard_size),
         "hash_ids": bool(hash_ids),
         "salt_check": hash_id("medzs-salt-check", salt) if hash_ids and salt else None,
@@ -1023,25 +592,28 @@ def score_files(
 
             w_override = weights if config is not None and weights != config.weights else None
             loaded = registry.create_model(model, weights=w_override) if config is not None else None
-            class_emb = _class_embeddings(loaded, prompts, classes) if loaded is not None else None
-            bar = tqdm(total=n, initial=n - sum(e - s for s, e in pending), unit="ECG", desc="score",
+            scorer_obj = class_scorer(loaded, prompts, classes, softmax=softmax) if loaded is not None else None
+            unit = "ECG" if loaded is None or loaded.config.modality == "ecg" else "image"
+            bar = tqdm(total=n, initial=n - sum(e - s for s, e in pending), unit=unit, desc="score",
                        disable=not progress, dynamic_ncols=True)
+            engine_options = {"softmax": softmax, "fusion": "per-record", "precision": precision,
+                              "quality": quality}
+            built = None
+            if engine == "local":
+                built = Engine(loaded, scorer_obj, criteria=criteria_scorer, task=the_task if criteria_scorer else None,
+                               **engine_options)
             job = Job(records=records, pending=pending, model_name=model if config is not None else None,
-                      weights=w_override, class_emb=class_emb,
-                      softmax=softmax, batch_size=batch_size, model=loaded if engine == "local" else None,
-                      torch_threads=torch_threads,
-                      progress=bar.update,
+                      weights=w_override, class_scorer=scorer_obj, batch_size=batch_size, engine=built,
+                      torch_threads=torch_threads, progress=bar.update,
                       options={"address": ray_address, "num_actors": ray_actors,
                                "cpus_per_actor": ray_cpus_per_actor, "num_cpus": ray_num_cpus,
                                "show_progress": progress},
-                      criteria=criteria_name, task=task,
-                      criteria_scorer=criteria_scorer if engine == "local" else None)
-            if engine != "local":
-                del loaded
+                      criteria=criteria_name, task=the_task if criteria_name else None,
+                      engine_options=engine_options)
+            del loaded
             try:
                 for s, e, rows in _engine(engine)(job):
-                    if [r["record_index"] for r in rows] != list(range(s, e)):
-                        raise RuntimeError(f"engine {engine}: shard {s}-{e} came back incomplete or out of order")
+                    check_rows(rows, s, e, engine)
                     _atomic_write_table(formatter.table(rows), shards / shard_name(s, e))
             finally:
                 bar.close()

@@ -1,8 +1,8 @@
 """Ray engine of :mod:`medzs.batch`: the same job on Ray Data, locally or on a cluster.
 
 Pipeline: ``ray.data.from_items(records)`` -> ``map_batches(RayScorer, compute=ActorPoolStrategy(size=k))``
-(each actor builds the model - and/or the criteria scorer - **once** and scores batches with :class:`medzs.batch.BatchScorer`, exactly as the
-local engine does) -> the driver streams the small score rows back (``iter_batches``, order preserved) and writes
+(each actor builds the model - and/or the criteria scorer - **once** and scores batches with
+:class:`medzs.engine.Engine`, exactly as the local backend does) -> the driver streams the small score rows back (``iter_batches``, order preserved) and writes
 each shard atomically as soon as all its rows have arrived. Signals are read on the workers and never travel;
 only paths go out and scores come back. Resumption, the output schema, id hashing and the final merge are those
 of :func:`medzs.batch.score_files` (``engine="ray"``), so a run killed under Ray resumes with either engine.
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from medzs.batch import BatchScorer, Job, Record
+from medzs.engine import Engine, Job, Record
 
 logger = logging.getLogger(__name__)
 
@@ -66,28 +66,31 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
 
 
 class RayScorer:
-    """Ray Data callable class: builds the model once per actor, then scores batches of records.
+    """Ray Data callable class: builds the engine once per actor, then scores batches of records.
 
     Args:
         model_name: Registry name (None: the criteria scorer alone). weights: Checkpoint override (None: the
             config's).
-        class_emb: ``(C, D)`` class embeddings computed once by the driver (None without a model).
-        softmax: Softmax scores. torch_threads: Torch intra-op threads of this actor.
+        class_scorer: The :class:`medzs.scoring.ClassScorer` prepared by the driver (None without a model).
+        torch_threads: Torch intra-op threads of this actor.
         criteria: Registered scorer (``ecg-criteria.kb``), alone or fused with the model. task: Its task name.
+        engine_options: Keyword arguments of :class:`medzs.engine.Engine`.
     """
 
-    def __init__(self, model_name: str | None, weights: str | None, class_emb: np.ndarray | None, softmax: bool,
-                 torch_threads: int = 1, criteria: str | None = None, task: str | None = None) -> None:
+    def __init__(self, model_name: str | None, weights: str | None, class_scorer: Any,
+                 torch_threads: int = 1, criteria: str | None = None, task: str | None = None,
+                 engine_options: dict[str, Any] | None = None) -> None:
         for k, v in _WORKER_ENV.items():
             os.environ.setdefault(k, v)
-        self.scorer = BatchScorer.load(model_name, class_emb, weights=weights, softmax=softmax,
-                                       torch_threads=torch_threads, criteria=criteria, task=task)
-        self.n_classes = self.scorer.n_classes
+        self.engine = Engine.load(model_name, class_scorer, weights=weights, torch_threads=torch_threads,
+                                  criteria=criteria, task=task, **(engine_options or {}))
+        self.n_classes = self.engine.n_classes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        records = [Record(int(i), str(p), str(s))
-                   for i, p, s in zip(batch["record_index"], batch["path"], batch["source_id"], strict=True)]
-        rows = self.scorer.score(records)
+        records = [Record(int(i), str(p), str(s), str(f) or None)
+                   for i, p, s, f in zip(batch["record_index"], batch["path"], batch["source_id"], batch["format"],
+                                         strict=True)]
+        rows = self.engine.score(records)
 
         def col(key: str) -> np.ndarray:
             return np.array(["" if r[key] is None else str(r[key]) for r in rows], dtype=object)
@@ -98,6 +101,7 @@ class RayScorer:
             "status": col("status"),
             "error_class": col("error_class"),
             "error_message": col("error_message"),
+            "quality_flags": col("quality_flags"),
             "scores": (np.stack([r["scores"] for r in rows]).astype(np.float32) if rows
                        else np.zeros((0, self.n_classes), np.float32)),
         }
@@ -125,7 +129,7 @@ def ray_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
     try:
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = bool(opts.get("show_progress", False))
-        items = [{"record_index": r.index, "path": r.path, "source_id": r.source_id}
+        items = [{"record_index": r.index, "path": r.path, "source_id": r.source_id, "format": r.format or ""}
                  for s, e in job.pending for r in job.records[s:e]]
         n_batches = max(1, math.ceil(len(items) / job.batch_size))
         n_actors = opts.get("num_actors")
@@ -139,9 +143,9 @@ def ray_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
         ds = ds.map_batches(
             RayScorer,
             fn_constructor_kwargs={"model_name": job.model_name, "weights": job.weights,
-                                   "class_emb": None if job.class_emb is None else np.asarray(job.class_emb),
-                                   "softmax": job.softmax, "torch_threads": max(1, int(cpus_per_actor)),
-                                   "criteria": job.criteria, "task": job.task},
+                                   "class_scorer": job.class_scorer, "torch_threads": max(1, int(cpus_per_actor)),
+                                   "criteria": job.criteria, "task": job.task,
+                                   "engine_options": dict(job.engine_options)},
             batch_size=job.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n_actors),
@@ -159,6 +163,7 @@ def ray_engine(job: Job) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
                     "status": str(batch["status"][j]),
                     "error_class": _none(batch["error_class"][j]),
                     "error_message": _none(batch["error_message"][j]),
+                    "quality_flags": _none(batch["quality_flags"][j]),
                     "scores": np.asarray(batch["scores"][j], dtype=np.float32),
                 })
             job.progress(len(idx))

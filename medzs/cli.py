@@ -15,10 +15,52 @@ kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, query, s
 prompts_app = typer.Typer(no_args_is_help=True, help="Class prompts (CKEPE): build and show.")
 train_app = typer.Typer(no_args_is_help=True, help="Train models.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: download from their official homes.")
+bench_app = typer.Typer(no_args_is_help=True, help="Reproduce published benchmarks (faithful and corrected).")
 app.add_typer(kb_app, name="kb")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(train_app, name="train")
 app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="benchmark")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from medzs import __version__
+
+        typer.echo(f"medzs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the medzs version and exit."),
+) -> None:
+    """medzs: zero-shot ECG classification with clinical-knowledge grounding."""
+
+
+def _no_file(value: Optional[Path]) -> Optional[Path]:
+    """Option callback: a folder option (store, output folder) must not name an existing file."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file (expected a folder)")
+    return value
+
+
+def _not_a_folder(value: Optional[Path]) -> Optional[Path]:
+    """Option callback: a file option (checkpoint, output file) must not name an existing folder."""
+    if value is not None and value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder (expected a file path)")
+    return value
+
+
+def _ecg_ids(value: Optional[str]) -> Optional[str]:
+    """Option callback: comma-separated positive integers."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"{value!r} (expected comma-separated positive integer ecg_ids, e.g. 1,2,17)")
+    return value
 
 
 def _setup(verbose: bool) -> None:
@@ -27,8 +69,11 @@ def _setup(verbose: bool) -> None:
     default_env()
     from rich.logging import RichHandler
 
+    from rich.console import Console
+
+    # logs go to stderr so that a JSON summary on stdout stays parseable
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(show_path=False)])
+                        handlers=[RichHandler(show_path=False, console=Console(stderr=True))])
     try:  # quieten the Hugging Face weight-loading bars in a CLI run
         from transformers.utils import logging as hf_logging
 
@@ -43,24 +88,48 @@ def zeroshot(
     out: Optional[Path] = typer.Option(None, help="Output folder (default: the pipeline's `output`)."),
     model: Optional[str] = typer.Option(None, help="Registry name overriding the pipeline's model."),
     weights: Optional[Path] = typer.Option(None, help="Checkpoint path overriding the model's weights."),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | auto: encoder precision (default: the "
+                                                       "pipeline's engine.precision)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score a dataset zero-shot and print AUROC per condition (with n positives and 95 % CI)."""
     _setup(verbose)
     from rich.console import Console
 
+    from medzs.engine import PRECISIONS
+    from medzs.errors import SpecError
     from medzs.pipeline import load_pipeline, run_zeroshot
     from medzs.report import format_table
 
+    if precision is not None and precision not in PRECISIONS:
+        raise SpecError(f"--precision: expected one of {PRECISIONS}, got {precision!r}")
+    if out is not None and out.is_file():
+        raise SpecError(f"--out: {out} is a file (expected a folder for scores.csv, metrics.json, report.html)")
+    if weights is not None and not weights.is_file():
+        raise SpecError(f"--weights: {weights} is not a file (expected a checkpoint)")
     cfg = load_pipeline(pipeline)
     if model:
+        from medzs import registry
+
+        if model not in registry.list_models() and model not in registry.SCORERS:
+            raise SpecError(f"--model: unknown model {model!r} (see `medzs models`)")
         cfg.model["name"] = model
     if weights:
         cfg.model["weights"] = str(weights)
+    if precision:
+        cfg.engine["precision"] = precision
     res = run_zeroshot(cfg, out_dir=out)
     console = Console()
-    console.print(format_table(res["table"], res["macro"], title=f"{cfg.name}: zero-shot AUROC "
-                                                               f"({res['n_records']} records, {cfg.model['name']})"))
+    if res.get("benchmark"):
+        console.print(res["text"], soft_wrap=True, highlight=False)
+        for name, path in res["files"].items():
+            console.print(f"{name}: {path}")
+        return
+    title = f"{cfg.name}: zero-shot AUROC ({res['n_records']} records, {cfg.model['name']})"
+    if res.get("n_errors"):
+        title += f"; {res['n_errors']} record(s) could not be scored (listed in metrics.json)"
+    console.print(format_table(res["table"], res["macro"], title=title, names=res["task"].display_names),
+                  soft_wrap=True, highlight=False)
     for name, path in res["files"].items():
         console.print(f"{name}: {path}")
 
@@ -88,11 +157,13 @@ def models() -> None:
 
 @train_app.command("ecg")
 def train_ecg(
-    out: Path = typer.Option(Path("medzs/weights/ecg-resnet18.medzs-ptbxl.pt"), help="Checkpoint to write."),
+    out: Path = typer.Option(Path("medzs/weights/ecg-resnet18.medzs-ptbxl.pt"), help="Checkpoint to write.",
+                             callback=_not_a_folder),
     root: Optional[Path] = typer.Option(None, help="PTB-XL root (default: $MEDZS_PTBXL_ROOT or the shared mirror)."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the recipe's, see docs/model-card.md)."),
+    epochs: Optional[int] = typer.Option(None, min=1,
+                                         help="Training epochs (default: the recipe's, see docs/model-card.md)."),
     seed: int = typer.Option(0, help="Seed."),
-    max_records: Optional[int] = typer.Option(None, help="Use only the first N training records (smoke runs)."),
+    max_records: Optional[int] = typer.Option(None, min=1, help="Use only the first N training records (smoke runs)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Train the embedded default ECG model on PTB-XL folds 1-8 (contrastive, CLIP loss)."""
@@ -105,8 +176,8 @@ def train_ecg(
 
 @kb_app.command("build")
 def kb_build(
-    path: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma)."),
-    rebuild: bool = typer.Option(False, help="Drop and rebuild the collection."),
+    path: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma).", callback=_no_file),
+    rebuild: bool = typer.Option(False, help="Embed everything again into a new collection, then swap it in."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Load knowledge/*.yaml into a persistent Chroma collection (offline embeddings)."""
@@ -123,22 +194,22 @@ def kb_build(
 @kb_app.command("query")
 def kb_query(
     text: str = typer.Argument(..., help="Free-text query, e.g. 'wide QRS with notched R in V6'."),
-    k: int = typer.Option(5, "-k", help="Passages to show."),
-    path: Optional[Path] = typer.Option(None, help="Chroma folder."),
+    k: int = typer.Option(5, "-k", min=1, help="Passages to show."),
+    path: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma).", callback=_no_file),
     collection: Optional[str] = typer.Option(None, "--collection", "-c",
                                              help="Collection (default: the curated one; or an ingested one)."),
 ) -> None:
-    """Show the passages nearest to a query, with ids and sources."""
+    """Show the passages nearest to a query, with ids and sources (reads only: run `medzs kb build` first)."""
     _setup(False)
     from rich.console import Console
 
+    from medzs.errors import KnowledgeBaseError
     from medzs.knowledge.kb import DEFAULT_COLLECTION, KnowledgeBase
-    from medzs.knowledge.loader import load_entries
 
-    curated = collection in (None, DEFAULT_COLLECTION)
-    kb = KnowledgeBase(path) if curated else KnowledgeBase(path, collection=collection, create=False)
-    if curated and kb.count() == 0:
-        kb.build(load_entries())
+    kb = KnowledgeBase(path, collection=collection or DEFAULT_COLLECTION, create=False)  # never writes
+    if kb.count() == 0:
+        raise KnowledgeBaseError(f"{kb.path}: collection {kb.collection_name!r} is empty (expected passages; "
+                                 "run `medzs kb build` or `medzs kb ingest` first)")
     console = Console()
     for p in kb.query(text, k=k):
         score = f"{p.score:.3f}" if p.score is not None else "-"
@@ -152,9 +223,9 @@ def kb_query(
 def kb_ingest(
     path: Path = typer.Argument(..., help="A Markdown, CSV, text or PDF file, or a folder of them."),
     collection: str = typer.Option(..., "--collection", "-c", help="Named collection to ingest into."),
-    store: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma)."),
-    chunk_size: int = typer.Option(1000, help="Maximum characters per passage."),
-    chunk_overlap: int = typer.Option(100, help="Characters shared by neighbouring passages."),
+    store: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma).", callback=_no_file),
+    chunk_size: int = typer.Option(1000, min=1, help="Maximum characters per passage."),
+    chunk_overlap: int = typer.Option(100, min=0, help="Characters shared by neighbouring passages."),
     modality: Optional[str] = typer.Option(None, help="Modality recorded on the passages (ecg, cxr, ct)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -197,15 +268,33 @@ def prompts_build(
         writer = "llm"
     tag = f"llm-{model_slug(setting)}" if setting is not None else writer
     cache = cache or REPO_ROOT / "knowledge" / "prompts" / f"{task}.{tag}.json"
+    before = _fingerprint(cache)
     prompts = task_prompts(t, writer, cache, llm=llm if setting is not None else None)
     for c in t.classes:
         n_drop = len(prompts[c].dropped)
         typer.echo(f"{c}: {len(prompts[c].prompts)} prompts" + (f", {n_drop} dropped" if n_drop else ""))
-    typer.echo(f"cache: {cache}")
+    after = _fingerprint(cache)
+    how = ("created" if before is None else
+           "used: every class came from the cache, nothing written" if before == after else
+           "updated: some classes were written and stored")
+    typer.echo(f"cache: {cache} ({how})")
     if setting is not None:
         from medzs.prompts.validator import validator_log_path
 
         typer.echo(f"validator log: {validator_log_path(cache)}")
+
+
+def _fingerprint(path: Path) -> Optional[str]:
+    """sha256 over a cache file (or the files of a cache folder); None when it does not exist."""
+    import hashlib
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else "").encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 @app.command()
@@ -223,8 +312,8 @@ def score(
     ray_actors: Optional[int] = typer.Option(None, help="Ray scoring actors (default: one per CPU)."),
     hash_ids: bool = typer.Option(False, "--hash-ids", help="Write a salted SHA-256 (HMAC) of each source id."),
     salt_env: str = typer.Option("MEDZS_ID_SALT", help="Environment variable holding the salt for --hash-ids."),
-    batch_size: int = typer.Option(32, help="Records per encoder batch."),
-    shard_size: int = typer.Option(1024, help="Records per Parquet shard (unit of resumption)."),
+    batch_size: int = typer.Option(64, min=1, max=4096, help="Records per encoder batch."),
+    shard_size: int = typer.Option(1024, min=1, help="Records per Parquet shard (unit of resumption)."),
     weights: Optional[Path] = typer.Option(None, help="Checkpoint path overriding the model's weights."),
     prompts_writer: str = typer.Option("grounded", help="grounded | names"),
     prompts_cache: Optional[Path] = typer.Option(
@@ -233,7 +322,14 @@ def score(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard OUT.shards/ of a different run."),
     keep_shards: bool = typer.Option(False, "--keep-shards", help="Keep OUT.shards/ after the merge."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    threads: Optional[int] = typer.Option(None, help="Torch threads of the local engine (default: torch's)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads of the local engine (default: torch's)."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 | auto (bf16 only where the CPU computes it natively "
+                                               "and the model card records an AUROC check)."),
+    quality: bool = typer.Option(True, "--quality/--no-quality", help="Run the plausibility checks "
+                                                                      "(quality_flags column; docs/batch.md)."),
+    max_error_rate: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                                   help="Exit with code 1 when more than this fraction of rows are "
+                                                        "error rows (the Parquet file is still written)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Score ECG files of any supported format into a Parquet file; resumable (docs/batch.md)."""
@@ -241,7 +337,20 @@ def score(
 
     _setup(verbose)
     from medzs.batch import score_files
+    from medzs.engine import PRECISIONS
+    from medzs.errors import SpecError
     from medzs.pipeline import REPO_ROOT
+
+    if out.is_dir():
+        raise SpecError(f"--out: {out} is a folder (expected a .parquet file path)")
+    if not out.parent.exists():
+        raise SpecError(f"--out: folder {out.parent} does not exist")
+    if precision not in PRECISIONS:
+        raise SpecError(f"--precision: expected one of {PRECISIONS}, got {precision!r}")
+    if engine not in ("local", "ray"):
+        raise SpecError(f"--engine: expected 'local' or 'ray', got {engine!r}")
+    if weights is not None and not weights.is_file():
+        raise SpecError(f"--weights: {weights} is not a file (expected a checkpoint)")
 
     salt = None
     if hash_ids:
@@ -254,42 +363,134 @@ def score(
                       batch_size=batch_size, shard_size=shard_size, hash_ids=hash_ids, salt=salt,
                       prompts_writer=prompts_writer, prompts_cache=cache, softmax=softmax, overwrite=overwrite,
                       keep_shards=keep_shards, progress=progress, torch_threads=threads, ray_address=ray_address,
-                      ray_actors=ray_actors, hybrid=hybrid)
+                      ray_actors=ray_actors, hybrid=hybrid, precision=precision, quality=quality)
     typer.echo(json.dumps(res.to_dict(), indent=2))
+    if max_error_rate is not None and res.n_records and res.n_error / res.n_records > max_error_rate:
+        typer.echo(f"medzs: {res.n_error} of {res.n_records} rows are error rows "
+                   f"({res.n_error / res.n_records:.1%} > --max-error-rate {max_error_rate:g})", err=True)
+        raise typer.Exit(1)
+
+
+@bench_app.command("merl")
+def benchmark_merl(
+    protocol: str = typer.Option("corrected", help="faithful (MERL's published preprocessing, label columns and "
+                                                   "raw cosines) | corrected (exact-match labels, each encoder's "
+                                                   "own preprocessing, rare classes dropped and listed)"),
+    model: Optional[str] = typer.Option(None, help="Registry name (default: ecg-resnet18.medzs-ptbxl for corrected, "
+                                                   "merl-resnet18.release for faithful)."),
+    weights: Optional[Path] = typer.Option(None, help="Checkpoint (e.g. a MERL *_bestZeroShotAll_ckpt.pth)."),
+    text_model: Optional[Path] = typer.Option(None, help="Local text-encoder folder the checkpoint needs "
+                                                         "(e.g. MedCPT-Query-Encoder for MERL)."),
+    prompts_file: Optional[Path] = typer.Option(None, help="Prompt file in MERL's published JSON format (class code "
+                                                           "-> descriptor string); default: medzs's CKEPE prompts."),
+    linear_probe: Optional[str] = typer.Option(None, help="Training fractions for linear probes, e.g. "
+                                                          "0.01,0.1,1.0 (C chosen on the val split only)."),
+    benchmarks: Optional[str] = typer.Option(None, help="Comma-separated subset of ptbxl-super, ptbxl-sub, "
+                                                        "ptbxl-form, ptbxl-rhythm, cpsc2018, chapman."),
+    splits_root: Optional[Path] = typer.Option(None, help="Published split files (default: $MEDZS_MERL_SPLITS or "
+                                                          "the shared mirror)."),
+    ptbxl_root: Optional[Path] = typer.Option(None, help="PTB-XL records (default: the local mirror)."),
+    cpsc_root: Optional[Path] = typer.Option(None, help="CPSC2018 records."),
+    chapman_root: Optional[Path] = typer.Option(None, help="Chapman-Shaoxing-Ningbo records."),
+    min_test_positives: int = typer.Option(10, min=1, help="corrected: classes with fewer test positives are "
+                                                          "dropped and listed."),
+    n_boot: int = typer.Option(1000, min=0, max=100_000, help="Bootstrap resamples for the CIs."),
+    out: Path = typer.Option(Path("runs/benchmark-merl"), help="Folder for results.json and report.html."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Zero-shot (and linear-probe) macro AUROC on MERL's six ECG benchmarks, with the published splits."""
+    _setup(verbose)
+    from medzs.benchmarks.merl import benchmark_cli
+
+    if protocol not in ("faithful", "corrected"):
+        raise typer.BadParameter(f"expected faithful or corrected, got {protocol!r}", param_hint="--protocol")
+    fractions = None
+    if linear_probe:
+        try:
+            fractions = [float(x) for x in linear_probe.split(",") if x.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"expected fractions like 0.01,0.1,1.0, got {linear_probe!r}",
+                                     param_hint="--linear-probe") from None
+        if not fractions or any(not 0 < f <= 1 for f in fractions):
+            raise typer.BadParameter(f"fractions must be in (0, 1], got {linear_probe!r}", param_hint="--linear-probe")
+    for name, pth, kind in (("--weights", weights, "file"), ("--prompts-file", prompts_file, "file"),
+                            ("--text-model", text_model, "dir"), ("--splits-root", splits_root, "dir"),
+                            ("--ptbxl-root", ptbxl_root, "dir"), ("--cpsc-root", cpsc_root, "dir"),
+                            ("--chapman-root", chapman_root, "dir")):
+        if pth is not None and not (pth.is_file() if kind == "file" else pth.is_dir()):
+            raise typer.BadParameter(f"{pth} is not a {'file' if kind == 'file' else 'folder'}", param_hint=name)
+    if out.is_file():
+        raise typer.BadParameter(f"{out} is a file (expected a folder)", param_hint="--out")
+    res = benchmark_cli(protocol=protocol, model=model, weights=weights, text_model=text_model,
+                        prompts_file=prompts_file, linear_probe=fractions,
+                        benchmarks=[b.strip() for b in benchmarks.split(",")] if benchmarks else None,
+                        splits_root=splits_root,
+                        records_roots={k: v for k, v in (("ptbxl", ptbxl_root), ("cpsc2018", cpsc_root),
+                                                         ("chapman", chapman_root)) if v is not None},
+                        min_test_positives=min_test_positives, n_boot=n_boot, out=out)
+    typer.echo(res["text"])
+    for name, path in res["files"].items():
+        typer.echo(f"{name}: {path}")
 
 
 @data_app.command("ptbxl")
 def data_ptbxl(
     dest: Path = typer.Argument(..., help="Folder to download PTB-XL into (PhysioNet layout)."),
-    ids: Optional[str] = typer.Option(None, help="Comma-separated ecg_ids (default: all 21,799 records)."),
+    ids: Optional[str] = typer.Option(None, help="Comma-separated ecg_ids (default: all 21,799 records).",
+                                      callback=_ecg_ids),
 ) -> None:
     """Download PTB-XL (or a subset) from PhysioNet (Wagner et al., Sci Data 2020; CC-BY-4.0)."""
     _setup(True)
     from medzs.data.ptbxl import download
 
+    if dest.exists() and not dest.is_dir():
+        raise typer.BadParameter(f"{dest} is a file (expected a folder)", param_hint="DEST")
     ecg_ids = [int(i) for i in ids.split(",")] if ids else None
     download(dest, ecg_ids=ecg_ids)
     typer.echo(str(dest))
 
 
 def main() -> None:
-    """Console entry point: user errors (bad file, field or name) print one line and exit 2, no traceback.
+    """Console entry point: user errors (bad file, field, option or name) print one line and exit 2, no traceback.
 
-    Set ``MEDZS_DEBUG=1`` to see the traceback.
+    Option errors (a value out of range, a file where a folder is expected...) are found by typer/click before
+    any work and reported the same way: ``medzs: error: <option>: <what was wrong and expected>``. Set
+    ``MEDZS_DEBUG=1`` to see the traceback.
     """
     import os
     import sys
 
+    from typer import Abort
+
+    try:  # recent typer vendors click as typer._click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover - typer on click
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
     from medzs.errors import MedzsError
 
     try:
-        app()
+        rc = app(standalone_mode=False, prog_name="medzs")
+    except NoArgsIsHelpError as exc:  # bare `medzs kb`: show the help, as click would
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except UsageError as exc:
+        if os.environ.get("MEDZS_DEBUG"):
+            raise
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        print(f"medzs: error: {exc.format_message()}{hint}", file=sys.stderr)  # noqa: T201 - CLI output
+        raise SystemExit(exc.exit_code) from None
+    except Abort:
+        print("medzs: aborted", file=sys.stderr)  # noqa: T201 - CLI output
+        raise SystemExit(1) from None
     except (MedzsError, FileNotFoundError, KeyError) as exc:
         if os.environ.get("MEDZS_DEBUG"):
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"medzs: error: {type(exc).__name__}: {msg}", file=sys.stderr)  # noqa: T201 - CLI output
         raise SystemExit(2) from None
+    if isinstance(rc, int) and rc:
+        raise SystemExit(rc)
 
 
 if __name__ == "__main__":  # pragma: no cover

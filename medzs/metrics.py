@@ -226,12 +226,19 @@ def macro_ci(y_true: Any, scores: Any, classes: Sequence[str] | None = None, n_b
 
 
 def evaluate(y_true: Any, scores: Any, classes: Sequence[str] | None = None, n_boot: int = 1000,
-             ci: float = 0.95, seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+             ci: float = 0.95, seed: int = 0, min_positives: int = 1) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-condition table and macro summary from one set of bootstrap resamples.
 
+    Args:
+        min_positives: Conditions with fewer labelled positives stay in the table, flagged ``few positives``,
+            but are left out of the headline macro AUROC (``macro["auroc"]``); the macro over every condition with
+            a defined AUROC is reported beside it (``macro["auroc_all"]``). 1 keeps every defined condition.
+
     Returns:
-        ``(table, macro)`` where ``macro`` is ``{"auroc", "ci_low", "ci_high", "n_conditions",
-        "n_conditions_total", "excluded": [conditions without a defined AUROC], "not_scored": [conditions
+        ``(table, macro)``. The table has a ``flag`` column (``few positives``, ``below chance`` for an AUROC under
+        0.5, or empty). ``macro`` is ``{"auroc", "ci_low", "ci_high", "n_conditions", "n_conditions_total",
+        "auroc_all", "ci_low_all", "ci_high_all", "n_conditions_all", "min_positives", "few_positives": [...],
+        "excluded": [conditions without a defined AUROC or below min_positives], "not_scored": [conditions
         whose scores are all NaN, i.e. the scorer cannot score them], "n_boot", "ci", "seed"}``.
 
     Raises:
@@ -242,10 +249,30 @@ def evaluate(y_true: Any, scores: Any, classes: Sequence[str] | None = None, n_b
     boot = _bootstrap(y, s, n_boot, seed)
     table = _table(y, s, names, boot, ci)
     table.attrs.update(n_boot=int(n_boot), ci=float(ci), seed=int(seed))
-    value, used = macro_auroc(table, return_count=True)
-    defined = ~np.isnan(table["auroc"].to_numpy(dtype=np.float64))
+    if int(min_positives) < 1:
+        raise ValueError(f"min_positives: expected >= 1, got {min_positives}")
+    aucs = table["auroc"].to_numpy(dtype=np.float64)
+    defined_all = ~np.isnan(aucs)
+    few = table["n_pos"].to_numpy() < int(min_positives)
+    defined = defined_all & ~few
+    flags = []
+    for j in range(len(names)):
+        f = []
+        if few[j] and table["n"].iat[j] > 0:
+            f.append("few positives")
+        if defined_all[j] and aucs[j] < 0.5:
+            f.append("below chance")
+        flags.append(", ".join(f))
+    table["flag"] = flags
+    value = float(np.mean(aucs[defined])) if defined.any() else float("nan")
+    used = int(defined.sum())
     lo, hi = _macro_from_boot(boot, defined, ci)
+    lo_all, hi_all = _macro_from_boot(boot, defined_all, ci)
     macro = {"auroc": value, "ci_low": lo, "ci_high": hi, "n_conditions": used, "n_conditions_total": len(names),
+             "auroc_all": float(np.mean(aucs[defined_all])) if defined_all.any() else float("nan"),
+             "ci_low_all": lo_all, "ci_high_all": hi_all, "n_conditions_all": int(defined_all.sum()),
+             "min_positives": int(min_positives),
+             "few_positives": [n for n, f in zip(names, few) if f],
              "excluded": [n for n, d in zip(names, defined) if not d],
              "not_scored": [n for j, n in enumerate(names) if s.shape[0] and np.isnan(s[:, j]).all()],
              "n_boot": int(n_boot), "ci": float(ci),

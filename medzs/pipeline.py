@@ -1,5 +1,8 @@
-"""Declarative zero-shot pipelines (``pipelines/*.yaml``): loader -> transforms -> encoder -> prompts
--> scorer -> metrics -> report.
+"""Declarative zero-shot pipelines (``pipelines/*.yaml``): dataset -> engine (loader -> transforms -> encoder ->
+prompts -> scorer) -> metrics -> report.
+
+A pipeline file is validated completely (types, ranges, names; pydantic) before any work; the first bad field is
+named in a one-line :class:`~medzs.errors.SpecError`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medzs.errors import SpecError
 
 logger = logging.getLogger(__name__)
@@ -21,75 +22,243 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# ---------------------------------------------------------------------------------------------- schema
+def _schema():
+    """The pydantic models of a pipeline file (built lazily: pydantic is imported only when a pipeline is read)."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+    class _Strict(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    class TaskSpec(_Strict):
+        name: StrictStr = "custom"
+        classes: list[StrictStr] = Field(min_length=1)
+        system: StrictStr = "snomed_ct"
+        modality: Literal["ecg", "cxr", "ct"] = "ecg"
+
+    class DatasetSpec(_Strict):
+        name: StrictStr = "ptbxl"
+        root: StrictStr | None = None
+        split: StrictStr = "all"
+        ecg_ids: list[StrictInt] | None = None
+        labels: StrictStr | None = None
+        system: StrictStr | None = None
+        fs: Literal[100, 500] | None = None
+        reference: StrictStr | None = None
+
+    class ModelSpec(_Strict):
+        name: StrictStr
+        weights: StrictStr | None = None
+        hybrid: StrictStr | None = None
+
+    class PromptsSpec(_Strict):
+        writer: StrictStr = "grounded"
+        cache: StrictStr | None = None
+        llm: StrictStr | None = None
+
+    class ScoringSpec(_Strict):
+        softmax: StrictBool = False
+        fusion: Literal["rank-average", "per-record"] = "rank-average"
+        fusion_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    class MetricsSpec(_Strict):
+        n_boot: StrictInt = Field(default=1000, ge=0, le=100_000)
+        seed: StrictInt = 0
+        min_positives: StrictInt = Field(default=MIN_POSITIVES, ge=1)
+
+    class EngineSpec(_Strict):
+        batch_size: StrictInt = Field(default=64, ge=1, le=4096)
+        precision: Literal["fp32", "bf16", "auto"] = "fp32"
+        threads: StrictInt | None = Field(default=None, ge=1)
+        quality: StrictBool = True
+
+    class Pipeline(_Strict):
+        name: StrictStr
+        task: StrictStr | TaskSpec
+        dataset: DatasetSpec
+        model: ModelSpec
+        prompts: PromptsSpec = PromptsSpec()
+        scoring: ScoringSpec = ScoringSpec()
+        metrics: MetricsSpec = MetricsSpec()
+        engine: EngineSpec = EngineSpec()
+        output: StrictStr = "runs/out"
+
+        @field_validator("model", mode="before")
+        @classmethod
+        def _model_name(cls, v: Any) -> Any:
+            return {"name": v} if isinstance(v, str) else v
+
+    class BenchmarkSpec(_Strict):
+        suite: Literal["merl"] = "merl"
+        name: Literal["ptbxl-super", "ptbxl-sub", "ptbxl-form", "ptbxl-rhythm", "cpsc2018", "chapman"]
+        splits_root: StrictStr | None = None
+        split: Literal["test"] = "test"
+        protocol: Literal["faithful", "corrected"] = "corrected"
+        min_test_positives: StrictInt = Field(default=10, ge=1)
+        linear_probe: list[float] | None = None
+
+    class BenchModel(_Strict):
+        name: StrictStr
+        weights: StrictStr | None = None
+        text_model: StrictStr | None = None
+
+    class BenchPrompts(_Strict):
+        file: StrictStr | None = None
+
+    class BenchDataset(_Strict):
+        name: StrictStr
+        root: StrictStr | None = None
+
+    class BenchmarkPipeline(_Strict):
+        name: StrictStr
+        task: StrictStr
+        benchmark: BenchmarkSpec
+        dataset: BenchDataset
+        model: BenchModel
+        prompts: BenchPrompts = BenchPrompts()
+        scoring: ScoringSpec = ScoringSpec()
+        metrics: MetricsSpec = MetricsSpec()
+        output: StrictStr = "runs/out"
+
+    return Pipeline, BenchmarkPipeline
+
+
+#: Conditions with fewer test positives than this are shown (flagged) but left out of the headline macro AUROC,
+#: which is also reported over all conditions (``metrics.min_positives``). With fewer than 5 positives the 95 %
+#: bootstrap interval of an AUROC spans most of [0, 1].
+MIN_POSITIVES = 5
+
+
 @dataclass
 class PipelineConfig:
-    """A zero-shot benchmark/batch job, as read from a pipeline YAML file.
+    """A zero-shot job, as read and validated from a pipeline YAML file (every field checked before any work).
 
     Attributes:
         name: Pipeline name.
-        task: Task name (see :mod:`medzs.data.tasks`).
-        dataset: ``{"name": "ptbxl", "root": path|None, "split": "test9-10"|..., "ecg_ids": [...]}``.
-        model: ``{"name": registry name, "weights": path|None}``.
-        prompts: ``{"writer": "grounded"|"names"|"llm", "cache": path, "llm": "gguf:PATH"|"openai:MODEL@URL"|...}``.
-        scoring: ``{"softmax": bool}``.
-        metrics: ``{"n_boot": int, "seed": int}``.
+        task: Task name (:mod:`medzs.data.tasks`) or ``{"name", "classes", "system", "modality"}`` for a task
+            built from a dataset's own label codes (:func:`medzs.data.tasks.task_from_codes`).
+        dataset: ``{"name": ptbxl|cinc2021|cpsc2018|folder|..., "root", "split", "ecg_ids", "labels", "system",
+            "fs", "reference"}`` (:mod:`medzs.data.base`).
+        model: ``{"name": registry name, "weights": path|None, "hybrid": scorer|None}``.
+        prompts: ``{"writer": "grounded"|"names"|"llm"|control, "cache": path, "llm": backend setting}``.
+        scoring: ``{"softmax": bool, "fusion": "rank-average"|"per-record", "fusion_weight": 0-1}``.
+        metrics: ``{"n_boot": int, "seed": int, "min_positives": int}``.
+        engine: ``{"batch_size": int, "precision": fp32|bf16|auto, "threads": int|None, "quality": bool}``.
         output: Output folder.
         path: The YAML file (for provenance).
     """
 
     name: str
-    task: str
+    task: Any
     dataset: dict[str, Any]
     model: dict[str, Any]
-    prompts: dict[str, Any] = field(default_factory=lambda: {"writer": "grounded", "cache": None})
-    scoring: dict[str, Any] = field(default_factory=lambda: {"softmax": False})
-    metrics: dict[str, Any] = field(default_factory=lambda: {"n_boot": 1000, "seed": 0})
+    prompts: dict[str, Any] = field(default_factory=lambda: {"writer": "grounded", "cache": None, "llm": None})
+    scoring: dict[str, Any] = field(default_factory=lambda: {"softmax": False, "fusion": "rank-average",
+                                                             "fusion_weight": 0.5})
+    metrics: dict[str, Any] = field(default_factory=lambda: {"n_boot": 1000, "seed": 0,
+                                                             "min_positives": MIN_POSITIVES})
+    engine: dict[str, Any] = field(default_factory=lambda: {"batch_size": 64, "precision": "fp32", "threads": None,
+                                                            "quality": True})
     output: str = "runs/out"
     path: str = ""
+    benchmark: dict[str, Any] | None = None
 
 
-#: Allowed keys of each nested section of a pipeline file (a typo must fail, not fall back to a default).
-NESTED_FIELDS: dict[str, set[str]] = {
-    "dataset": {"name", "root", "split", "ecg_ids"},
-    "model": {"name", "weights", "hybrid"},
-    "prompts": {"writer", "cache", "llm"},
-    "scoring": {"softmax"},
-    "metrics": {"n_boot", "seed"},
-}
+def _first_error(path: Path, exc: Any) -> SpecError:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ()) if not str(x).startswith(("str", "TaskSpec")))
+    got = err.get("input")
+    got_s = repr(got) if not isinstance(got, dict) else "a mapping"
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        return SpecError(f"pipeline {path}: unknown field '{loc}' (check the spelling; see docs/pipeline.md)")
+    if err.get("type") == "missing":
+        return SpecError(f"pipeline {path}: field '{loc}' is missing")
+    return SpecError(f"pipeline {path}: field '{loc}': {msg.lower()} (got {got_s})")
+
+
+def parse_pipeline(raw: Any, path: str | Path = "<memory>") -> PipelineConfig:
+    """Validate a pipeline mapping (as read from YAML) completely: types, ranges and names.
+
+    Raises:
+        SpecError: the first bad field, named with its dotted path and what was expected.
+    """
+    from pydantic import ValidationError
+
+    path = Path(path)
+    if not isinstance(raw, dict):
+        raise SpecError(f"pipeline {path}: expected a mapping of fields (name, task, dataset, model, ...), "
+                        f"got {type(raw).__name__}")
+    pipeline_model, benchmark_model = _schema()
+    try:
+        cfg = (benchmark_model if "benchmark" in raw else pipeline_model).model_validate(raw)
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
+    d = cfg.model_dump()
+    if "benchmark" in d:  # a published benchmark (medzs benchmark merl), run through the same engine
+        from medzs import registry
+
+        if d["model"]["name"] not in registry.list_models():
+            raise SpecError(f"pipeline {path}: field 'model.name': unknown model {d['model']['name']!r}")
+        for key in ("weights", "text_model"):
+            v = d["model"].get(key)
+            if v is not None and not Path(v).exists():
+                raise SpecError(f"pipeline {path}: field 'model.{key}': {v} does not exist")
+        if d["prompts"].get("file") is not None and not Path(d["prompts"]["file"]).is_file():
+            raise SpecError(f"pipeline {path}: field 'prompts.file': {d['prompts']['file']} is not a file")
+        return PipelineConfig(name=d["name"], task=d["task"], dataset=d["dataset"], model=d["model"],
+                              prompts=d["prompts"], scoring=d["scoring"], metrics=d["metrics"], output=d["output"],
+                              path=str(path), benchmark=d["benchmark"])
+    from medzs import registry
+    from medzs.data.base import DATASETS
+    from medzs.scoring import FUSIONS  # noqa: F401
+
+    if d["dataset"]["name"] not in DATASETS:
+        raise SpecError(f"pipeline {path}: field 'dataset.name': expected one of {sorted(DATASETS)}, "
+                        f"got {d['dataset']['name']!r}")
+    mname = d["model"]["name"]
+    if mname not in registry.list_models() and mname not in registry.SCORERS:
+        raise SpecError(f"pipeline {path}: field 'model.name': unknown model {mname!r} (see `medzs models`)")
+    if d["model"]["hybrid"] is not None and d["model"]["hybrid"] not in registry.SCORERS:
+        raise SpecError(f"pipeline {path}: field 'model.hybrid': expected one of {registry.list_scorers()}, "
+                        f"got {d['model']['hybrid']!r}")
+    if d["model"]["weights"] is not None:
+        w = _resolve(d["model"]["weights"])
+        if w is None or not w.is_file():
+            raise SpecError(f"pipeline {path}: field 'model.weights': {d['model']['weights']} is not a file")
+    if isinstance(d["task"], str):
+        from medzs.data.tasks import TASKS
+
+        if d["task"] not in TASKS:
+            raise SpecError(f"pipeline {path}: field 'task': unknown task {d['task']!r} (expected one of "
+                            f"{sorted(TASKS)}, or a mapping with classes and system)")
+    parent = Path(d["output"]).parent
+    if Path(d["output"]).is_file():
+        raise SpecError(f"pipeline {path}: field 'output': {d['output']} is a file (expected a folder)")
+    del parent
+    return PipelineConfig(**d, path=str(path))
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
-    """Read and check a pipeline YAML file.
+    """Read and validate a pipeline YAML file before any work.
 
     Raises:
-        FileNotFoundError: missing file. SpecError: a missing or malformed field (named in the message).
+        FileNotFoundError: missing file. SpecError: invalid YAML, or a missing or malformed field (named).
     """
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pipeline {path} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
-    for key in ("name", "task", "dataset", "model"):
-        if key not in raw:
-            raise SpecError(f"pipeline {path}: field '{key}' is missing")
-    if isinstance(raw["model"], str):
-        raw["model"] = {"name": raw["model"]}
-    known = set(PipelineConfig.__dataclass_fields__) - {"path"}
-    unknown = set(raw) - known
-    if unknown:
-        raise SpecError(f"pipeline {path}: unknown fields {sorted(unknown)} (expected {sorted(known)})")
-    for section, allowed in NESTED_FIELDS.items():
-        value = raw.get(section)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise SpecError(f"pipeline {path}: field '{section}' must be a mapping, got {value!r}")
-        bad = set(value) - allowed
-        if bad:
-            raise SpecError(f"pipeline {path}: unknown fields {sorted(f'{section}.{k}' for k in bad)} "
-                            f"(expected {sorted(f'{section}.{k}' for k in allowed)})")
-    return PipelineConfig(**raw, path=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"pipeline {path}: invalid YAML{where} ({getattr(exc, 'problem', None) or exc})") from None
+    return parse_pipeline(raw or {}, path)
 
 
 def _resolve(p: str | None) -> Path | None:
@@ -99,172 +268,204 @@ def _resolve(p: str | None) -> Path | None:
     return q if q.is_absolute() or q.exists() else REPO_ROOT / q
 
 
-def load_ptbxl_signals(ds, ecg_ids, spec, progress: bool = True) -> np.ndarray:
-    """Read and preprocess PTB-XL records to a model's InputSpec -> ``(N, leads, samples)`` float32.
+def build_task(cfg: PipelineConfig, dataset: Any = None):
+    """The pipeline's :class:`~medzs.data.tasks.Task`: a named task, or one built from label codes."""
+    from medzs.data.tasks import get_task, task_from_codes
 
-    Reads the 100 Hz files when the spec asks for 100 Hz (PTB-XL ships both rates), else the 500 Hz files.
-    """
-    from medzs.io.wfdb import read_wfdb
-    from medzs.transforms.ecg import preprocess
-
-    fs_file = 100 if spec.fs <= 100 else 500
-    out = np.empty((len(ecg_ids), *spec.shape), dtype=np.float32)
-    it = ecg_ids
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(ecg_ids, desc="load ECGs", unit="ECG")
-    for i, eid in enumerate(it):
-        out[i] = preprocess(read_wfdb(ds.record_path(int(eid), fs=fs_file)), spec)
-    return out
+    if isinstance(cfg.task, str):
+        return get_task(cfg.task)
+    t = cfg.task
+    return task_from_codes(t["name"], t["classes"], t["system"], dataset=cfg.dataset["name"],
+                           modality=t.get("modality", "ecg"))
 
 
-def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path: str | Path | None = None,
-                 llm: str | None = None):
-    """Class prompts of a task: from the prompt cache, written from the knowledge base when missing/stale.
+def build_dataset(cfg: PipelineConfig, want_fs: int | None = None):
+    """The pipeline's dataset adapter (:func:`medzs.data.base.create_dataset`)."""
+    from medzs.data.base import create_dataset
 
-    Args:
-        task: A :class:`medzs.data.tasks.Task`.
-        writer_name: ``"grounded"``, ``"names"`` or ``"llm"`` (needs ``llm``).
-        cache_path: Prompt cache file/folder, or None (in memory).
-        kb_path: Chroma folder (default ``$MEDZS_HOME/chroma``).
-        llm: LLM backend setting for the ``"llm"`` writer (``gguf:PATH``, ``openai:MODEL@BASE_URL``,
-            ``ollama:MODEL[@URL]``; see :mod:`medzs.prompts.backends`). Its descriptors pass the grounding
-            validator; drops are recorded in the cache entries and in the validator log
-            (:func:`medzs.prompts.validator.validator_log_path`).
-
-    Returns:
-        ``dict[class_code, ClassPrompts]`` in the task's class order.
-    """
-    from medzs.prompts.cache import PromptCache, build_task_prompts
-    from medzs.prompts.controls import VARIANTS, variant_task_prompts
-    from medzs.prompts.grounded import GroundedWriter, NamesOnlyWriter
-
-    if writer_name in VARIANTS and writer_name != "names":  # controls: templates, random-words, chils, posneg
-        return variant_task_prompts(task, writer_name, _resolve(str(cache_path)) if cache_path else None, kb_path)
-    writers = {"grounded": GroundedWriter, "names": NamesOnlyWriter, "llm": None}
-    if writer_name not in writers:
-        raise SpecError(f"prompts.writer: expected one of {sorted(writers)}, got {writer_name!r}")
-    if (writer_name == "llm") != bool(llm and str(llm).lower() != "none"):
-        raise SpecError(f"prompts: writer 'llm' needs an llm setting and only it takes one (writer "
-                        f"{writer_name!r}, llm {llm!r})")
-    if writer_name == "llm":
-        from medzs.prompts.backends import make_llm_writer
-
-        writer = make_llm_writer(llm)
-    else:
-        writer = writers[writer_name]()
-    classes = {c: (task.kb_ids[c], task.display_names[c]) for c in task.classes}
-    cache = PromptCache(_resolve(str(cache_path)) if cache_path else None)
-    from medzs.knowledge.kb import KnowledgeBase
-    from medzs.knowledge.loader import load_entries
-
-    kb = KnowledgeBase(kb_path)
-    if kb.count() == 0:
-        logger.info("knowledge base is empty: building it from knowledge/")
-        kb.build(load_entries())
-
-    def retrieve(entry_id: str, class_name: str):
-        return kb.retrieve(entry_id, query=class_name, k=None)
-
-    try:
-        return build_task_prompts(classes, retrieve, writer, cache)
-    finally:  # also when a class fails: the classes written so far are cached, keep their validator log
-        if writer_name == "llm" and cache.path is not None:
-            from medzs.prompts.validator import validator_log_path, write_validator_log
-
-            write_validator_log(validator_log_path(cache.path), writer.validator, model=writer.model,
-                                writer_template_hash=writer.template_hash,
-                                class_codes={eid: code for code, (eid, _) in classes.items()})
+    d = cfg.dataset
+    opts: dict[str, Any] = {}
+    if d["name"] == "ptbxl":
+        opts["fs"] = d.get("fs") or want_fs or 100
+    if d.get("labels") is not None:
+        opts["labels"] = _resolve(d["labels"])
+    if d.get("system") is not None:
+        opts["system"] = d["system"]
+    if d.get("reference") is not None:
+        opts["reference"] = _resolve(d["reference"])
+    root = _resolve(d["root"]) if d.get("root") else None
+    return create_dataset(d["name"], root, **opts)
 
 
 def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run a zero-shot pipeline end to end and write ``scores.csv``, ``metrics.json``, ``report.html``.
+    """Run a zero-shot pipeline end to end with the engine and write ``scores.csv``, ``metrics.json``,
+    ``report.html``.
+
+    dataset -> records of the split -> :class:`medzs.engine.Engine` (reader, quality checks, InputSpec transforms,
+    encoder, class scorer; streamed in batches) -> score matrix -> labels -> AUROC per condition with n positives
+    and CIs -> report. Records that fail to read or pass the quality rule are listed with their reason and left out
+    of the AUROC. Memory holds the score matrix, not the signals.
 
     Returns:
-        ``{"table": per-condition DataFrame, "macro": dict, "files": dict, "n_records": int}``.
+        ``{"table", "macro", "files", "n_records", "n_errors", "errors"}``.
+
+    Raises:
+        SpecError: the task's classes and the dataset's labels do not fit, or no record is left.
     """
-    import torch
+    if cfg.benchmark is not None:
+        return _run_benchmark(cfg, out_dir)
+    import numpy as np
 
     from medzs import __version__, registry
-    from medzs.data.ptbxl import PTBXL, default_root
-    from medzs.data.tasks import get_task
+    from medzs.engine import Engine, Record
     from medzs.metrics import evaluate
-    from medzs.prompts.controls import score_prompts, variant_provenance
     from medzs.report import write_report
-    from medzs.train import embed_signals
+    from medzs.scoring import fuse_rank_average
 
     t0 = time.time()
-    task = get_task(cfg.task)
-    if cfg.dataset.get("name", "ptbxl") != "ptbxl":
-        raise SpecError(f"pipeline {cfg.path}: dataset.name {cfg.dataset.get('name')!r} not supported (ptbxl)")
-    root = cfg.dataset.get("root") or default_root()
-    if root is None:
-        raise SpecError(f"pipeline {cfg.path}: dataset.root is not set and no PTB-XL mirror was found; set "
-                        "MEDZS_PTBXL_ROOT or download with `medzs data ptbxl download DEST`")
-    ds = PTBXL(root)
-    # Records without a label of this set are not part of the benchmark (as in the published splits).
-    labels = ds.labels(task.label_set, drop_empty=True, v1_0_3_only=True)
-    ids = cfg.dataset.get("ecg_ids") or ds.split(cfg.dataset.get("split", "test9-10"))
-    labels = labels.loc[[i for i in ids if i in labels.index], list(task.classes)]
-    ids = list(labels.index)
-    if cfg.model["name"] in registry.SCORERS:  # no embedding model: measurements + KB criteria (medzs.criteria)
-        from medzs.criteria import run_criteria_pipeline
+    mname = cfg.model["name"]
+    is_scorer = mname in registry.SCORERS
+    crit_name = mname if is_scorer else cfg.model.get("hybrid")
+    config = None if is_scorer else registry.get_config(mname)
+    # PTB-XL ships 100 and 500 Hz files: read 100 Hz for a 100 Hz model, 500 Hz when measuring criteria
+    want_fs = 500 if crit_name or (config is not None and getattr(config.input_spec, "fs", 500) > 100) else 100
+    ds = build_dataset(cfg, want_fs=want_fs)
+    task = build_task(cfg, ds)
+    labels = ds.labels(task)
+    refs = ds.records(cfg.dataset.get("split", "all"))
+    if cfg.dataset.get("ecg_ids"):
+        wanted = {str(i) for i in cfg.dataset["ecg_ids"]}
+        refs = [r for r in refs if r.id in wanted]
+    refs = [r for r in refs if r.id in labels.index]
+    if not refs:
+        raise SpecError(f"pipeline {cfg.path}: no labelled record in dataset {ds.name} split "
+                        f"{cfg.dataset.get('split')!r}")
+    records = [Record(i, r.path, r.id, r.format, tuple(sorted(dict(r.read_kwargs).items())))
+               for i, r in enumerate(refs)]
+    eng_cfg = cfg.engine
+    fusion = cfg.scoring.get("fusion", "rank-average")
+    model = class_side = None
+    prompts = None
+    if config is not None:
+        import torch
 
-        return run_criteria_pipeline(cfg, task, ds, root, labels, ids, out_dir, progress, t0)
-    model = registry.create_model(cfg.model["name"], weights=cfg.model.get("weights"))
-    spec = model.config.input_spec
-    x = load_ptbxl_signals(ds, ids, spec, progress=progress)
-    emb = embed_signals(model, x)
-    prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"),
-                           llm=cfg.prompts.get("llm"))
-    with torch.no_grad():  # plain prompts: class_embeddings + similarity; chils/posneg: their own scoring
-        scores = score_prompts(lambda t: model.encode_text(list(t)), emb, [prompts[c] for c in task.classes],
-                               softmax=bool(cfg.scoring.get("softmax", False)))
-    crit = None
-    if cfg.model.get("hybrid"):  # label-free fusion with a registered scorer: per-class rank average
-        from medzs.criteria import hybrid_scores
+        from medzs.batch import class_scorer
+        from medzs.prompts.tasks import task_prompts
 
-        scores, crit = hybrid_scores(scores, ds, ids, task, cfg.model["hybrid"], progress=progress)
-    y = labels[list(task.classes)].to_numpy(dtype=float)
+        if eng_cfg.get("threads"):
+            torch.set_num_threads(int(eng_cfg["threads"]))
+        model = registry.create_model(mname, weights=cfg.model.get("weights"))
+        prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"),
+                               llm=cfg.prompts.get("llm"))
+        class_side = class_scorer(model, prompts, list(task.classes), softmax=bool(cfg.scoring.get("softmax")))
+    criteria = registry.create_scorer(crit_name) if crit_name else None
+    engine = Engine(model, class_side, criteria=criteria, task=task if criteria is not None else None,
+                    fusion=fusion, fusion_weight=float(cfg.scoring.get("fusion_weight", 0.5)),
+                    softmax=bool(cfg.scoring.get("softmax")), precision=eng_cfg.get("precision", "fp32"),
+                    quality=bool(eng_cfg.get("quality", True)), modality=getattr(task, "modality", "ecg"))
+    n, c = len(records), len(task.classes)
+    scores = np.full((n, c), np.nan, dtype=np.float32)
+    parts = np.full((2, n, c), np.nan, dtype=np.float32) if (criteria is not None and model is not None) else None
+    ok = np.zeros(n, dtype=bool)
+    errors: list[dict[str, Any]] = []
+    flags: dict[str, str] = {}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, unit="record", desc=f"zeroshot {ds.name}", disable=not progress, dynamic_ncols=True)
+    try:
+        for rows in engine.stream(records, int(eng_cfg.get("batch_size", 64)), progress=bar.update):
+            for row in rows:
+                i = int(row["record_index"])
+                if row.get("quality_flags"):
+                    flags[records[i].source_id] = row["quality_flags"]
+                if row["status"] != "ok":
+                    errors.append({"record_id": records[i].source_id, "error_class": row["error_class"],
+                                   "error_message": row["error_message"]})
+                    continue
+                ok[i] = True
+                scores[i] = row["scores"]
+                if parts is not None:
+                    parts[0, i], parts[1, i] = row["embedding_scores"], row["criteria_scores"]
+    finally:
+        bar.close()
+    if not ok.any():
+        raise SpecError(f"pipeline {cfg.path}: every record failed ({errors[0]['error_message'] if errors else ''})")
+    if errors:
+        logger.warning("zeroshot: %d of %d records could not be scored and are left out of the AUROC", len(errors), n)
+    ids = [records[i].source_id for i in np.flatnonzero(ok)]
+    scores = scores[ok].astype(np.float64)
+    not_scorable: dict[str, str] = {}
+    if criteria is not None:
+        not_scorable = criteria.not_scorable(task)
+    if parts is not None and fusion == "rank-average":
+        scores = fuse_rank_average(parts[0][ok], parts[1][ok], weight=float(cfg.scoring.get("fusion_weight", 0.5)))
+    if model is None and criteria is not None:  # not-scorable classes keep their labels but get no AUROC
+        for j, code in enumerate(task.classes):
+            if code in not_scorable:
+                scores[:, j] = np.nan
+    y = labels.loc[ids, list(task.classes)].to_numpy(dtype=float)
     n_boot, seed = int(cfg.metrics.get("n_boot", 1000)), int(cfg.metrics.get("seed", 0))
-    table, macro = evaluate(y, scores, list(task.classes), n_boot=n_boot, seed=seed)
-    weights = model.config.weights
+    min_pos = int(cfg.metrics.get("min_positives", MIN_POSITIVES))
+    table, macro = evaluate(y, scores, list(task.classes), n_boot=n_boot, seed=seed, min_positives=min_pos)
+    weights = model.config.weights if model is not None else None
     provenance = {
         "pipeline": cfg.name,
         "pipeline_file": cfg.path,
         "task": task.name,
-        "dataset": {"name": "PTB-XL", "root": str(root), "split": cfg.dataset.get("split"),
-                    "n_records": len(ids),
-                    "citation": "Wagner P, Strodthoff N, Bousseljot R-D, et al. PTB-XL, a large publicly available "
-                                "electrocardiography dataset. Sci Data 7, 154 (2020). doi:10.1038/s41597-020-0495-6; "
-                                "PhysioNet doi:10.13026/kfzx-aw45"},
-        "model": {"name": model.config.name, "weights": weights,
-                  "sha256": registry.sha256_file(weights) if weights else None,
-                  "input_spec": spec.to_dict(), "paper": model.config.paper, "licence": model.config.licence},
-        "prompts": {"writer": cfg.prompts.get("writer"), "cache": cfg.prompts.get("cache"),
-                    "classes": {c: [p.text for p in prompts[c].prompts] for c in task.classes},
-                    "passage_ids": {c: sorted({i for p in prompts[c].prompts for i in p.passage_ids})
-                                    for c in task.classes},
-                    "variant": variant_provenance(prompts)},
-        "scoring": cfg.scoring,
-        "hybrid": None if crit is None else {**crit.provenance, "fusion": "per-class rank average, weight 0.5",
-                                             "not_scorable": crit.not_scorable},
-        "metrics": {"n_boot": n_boot, "seed": seed},
+        "class_names": dict(task.display_names),
+        "dataset": {"name": ds.name, "root": str(ds.root), "split": cfg.dataset.get("split"),
+                    "n_records": n, "n_scored": int(ok.sum()), "n_errors": len(errors),
+                    "partial_mirror": bool(getattr(ds, "partial", False)), "citation": ds.citation},
+        "model": ({"name": model.config.name, "weights": weights,
+                   "sha256": registry.sha256_file(weights) if weights else None,
+                   "input_spec": model.config.input_spec.to_dict(), "paper": model.config.paper,
+                   "licence": model.config.licence, "precision": engine.precision}
+                  if model is not None else {**criteria.describe(), "weights": None}),
+        "prompts": ({"writer": cfg.prompts.get("writer"), "cache": cfg.prompts.get("cache"),
+                     "classes": {k: [p.text for p in prompts[k].prompts] for k in task.classes},
+                     "passage_ids": {k: sorted({i for p in prompts[k].prompts for i in p.passage_ids})
+                                     for k in task.classes}}
+                    if prompts is not None else None),
+        "scoring": {**cfg.scoring, "method": class_side.kind if class_side is not None else "criteria"},
+        "hybrid": ({"scorer": crit_name, "fusion": fusion, "weight": cfg.scoring.get("fusion_weight", 0.5),
+                    "not_scorable": not_scorable} if parts is not None else None),
+        "not_scorable": not_scorable or None,
+        "errors": errors,
+        "quality_flags": {"n_flagged": len(flags)},
+        "metrics": {"n_boot": n_boot, "seed": seed, "min_positives": min_pos},
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "medzs_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - t0, 1),
     }
     out = Path(out_dir or cfg.output)
-    files = write_report(out, record_ids=[str(i) for i in ids], classes=list(task.classes), scores=scores,
-                         y_true=y, table=table, macro=macro, provenance=provenance)
-    if crit is not None:
-        files["criteria_explanations"] = crit.write_explanations(out, {"task": task.name, "pipeline": cfg.name})
-    return {"table": table, "macro": macro, "files": files, "n_records": len(ids)}
+    files = write_report(out, record_ids=ids, classes=list(task.classes), scores=scores, y_true=y, table=table,
+                         macro=macro, provenance=provenance)
+    return {"table": table, "macro": macro, "files": files, "n_records": int(ok.sum()), "n_errors": len(errors),
+            "errors": errors, "task": task, "dataset": ds}
+
+
+def _run_benchmark(cfg: PipelineConfig, out_dir: str | Path | None) -> dict[str, Any]:
+    """A ``benchmark:`` pipeline: :func:`medzs.benchmarks.merl.benchmark_cli` for that one benchmark."""
+    from medzs.benchmarks.merl import benchmark_cli
+    from medzs.data.merl import BENCHMARKS
+
+    b = cfg.benchmark or {}
+    source = BENCHMARKS[b["name"]].source
+    roots = {source: _resolve(cfg.dataset["root"])} if cfg.dataset.get("root") else {}
+    res = benchmark_cli(protocol=b["protocol"], model=cfg.model["name"], weights=_resolve(cfg.model.get("weights")),
+                        text_model=_resolve(cfg.model.get("text_model")), prompts_file=_resolve(cfg.prompts.get("file")),
+                        linear_probe=b.get("linear_probe"), benchmarks=[b["name"]],
+                        splits_root=_resolve(b.get("splits_root")), records_roots=roots,
+                        min_test_positives=int(b["min_test_positives"]), n_boot=int(cfg.metrics["n_boot"]),
+                        out=Path(out_dir or cfg.output))
+    return {"benchmark": True, **res}
 
 
 def default_env() -> None:
     """Offline defaults for the Hugging Face stack and Chroma (set only when the user has not set them)."""
     for k, v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("ANONYMIZED_TELEMETRY", "False")):
         os.environ.setdefault(k, v)
+
+# kept for existing imports: the prompts stage lives in medzs.prompts.tasks
+from medzs.prompts.tasks import task_prompts  # noqa: E402, F401

@@ -400,6 +400,93 @@ ARCHS.update(_IMAGING_ARCHS)  # imaging models (branch imaging-models)
 CHECKPOINT_FORMATS.update(_IMAGING_CHECKPOINT_FORMATS)
 
 
+# == merl-bench block (issue 8): released ECG checkpoints; the lead resolves merges ===========================
+#: MERL's published preprocessing (finetune/finetune_dataset.py, commit 38799b7d): 500 Hz, the first 5,000
+#: samples, one global min-max over the 12 x 5000 array, MIMIC-IV-ECG lead order (aVF before aVL).
+MERL_FAITHFUL_SPEC = ECGInputSpec(leads=MERL_LEADS, fs=500.0, duration_s=10.0, normalization="minmax", crop="start")
+_DBETA_PAPER = ("Pham HM, Saeed A, Ma D. Boosting Masked ECG-Text Auto-Encoders as Discriminative Learners. "
+                "ICML 2025. arXiv:2410.02131")
+_ECGFM_PAPER = ("McKeen K, Masood S, Toma A, Rubin B, Wang B. ECG-FM: An Open Electrocardiogram Foundation Model. "
+                "JAMIA Open 8(5) (2025), arXiv:2408.05178")
+_MELP_PAPER = ("Wang F, Xu J, Yu L. From Token to Rhythm: A Multi-Scale Approach for ECG-Language Pretraining. "
+               "ICML 2025. arXiv:2506.21803")
+
+ARCHS.update({
+    "merl-resnet18": "medzs.encoders.merl:build_merl",
+    "merl-vit-tiny": "medzs.encoders.merl:build_merl",
+    "dbeta": "medzs.encoders.fairseq_ecg:build_dbeta",
+    "ecgfm": "medzs.encoders.fairseq_ecg:build_ecgfm",
+    "melp-ecg": "medzs.encoders.fairseq_ecg:build_melp",
+})
+CHECKPOINT_FORMATS.update({
+    "merl-release": "medzs.encoders.merl:load_merl_checkpoint",
+    "dbeta": "medzs.encoders.fairseq_ecg:load_dbeta_checkpoint",
+    "fairseq-signals": "medzs.encoders.fairseq_ecg:load_ecgfm_checkpoint",
+    "melp-safetensors": "medzs.encoders.fairseq_ecg:load_melp_checkpoint",
+})
+
+register(ModelConfig(
+    name="merl-resnet18.release",
+    arch="merl-resnet18",
+    input_spec=MERL_FAITHFUL_SPEC,
+    embed_dim=256, text_hidden=256, text_model="", text_pooling="pooler",
+    source="MERL release (github.com/cheliu-computation/MERL-ICML2024): *_bestZeroShotAll_ckpt.pth (full), "
+           "*_encoder.pth (ECG encoder only) or a training *_ckpt.pth; text_model= a local MedCPT-Query-Encoder folder",
+    licence="see the MERL release (code MIT)",
+    paper=_MERL_PAPER,
+    description="MERL ResNet1D-18 + MedCPT text tower from local files (12 x 5000 @ 500 Hz, global min-max)",
+    extra={"checkpoint_format": "merl-release", "backbone": "resnet18", "max_length": 256},
+))
+register(ModelConfig(
+    name="merl-vit-tiny.release",
+    arch="merl-vit-tiny",
+    input_spec=MERL_FAITHFUL_SPEC,
+    embed_dim=256, text_hidden=256, text_model="", text_pooling="pooler",
+    source="MERL release (github.com/cheliu-computation/MERL-ICML2024), ViT-tiny tower; same files as the ResNet",
+    licence="see the MERL release (code MIT)",
+    paper=_MERL_PAPER,
+    description="MERL ViT-tiny (patch 50) + MedCPT text tower from local files (12 x 5000 @ 500 Hz, global min-max)",
+    extra={"checkpoint_format": "merl-release", "backbone": "vit_tiny", "max_length": 256},
+))
+register(ModelConfig(
+    name="dbeta.release",
+    arch="dbeta",
+    input_spec=ECGInputSpec(fs=500.0, duration_s=10.0, normalization="none", crop="start"),
+    embed_dim=768, text_model="", text_pooling="pooler",
+    source="D-BETA release (huggingface.co/Manhph2211/D-BETA, code github.com/manhph2211/D-BETA): a .pt with "
+           "ckpt['model']; text_model= a local google/flan-t5-base folder (config + tokenizer)",
+    licence="see the D-BETA release",
+    paper=_DBETA_PAPER,
+    description="D-BETA ECG transformer + Flan-T5 encoder from local files (12 x 5000 @ 500 Hz, raw mV)",
+    extra={"checkpoint_format": "dbeta"},
+))
+register(ModelConfig(
+    name="ecgfm.release",
+    arch="ecgfm",
+    input_spec=ECGInputSpec(fs=500.0, duration_s=5.0, normalization="zscore", crop="start"),
+    embed_dim=768, text_model="",
+    source="ECG-FM release (huggingface.co/wanglab/ecg-fm-preprint: mimic_iv_ecg_physionet_pretrained.pt or "
+           "physionet_finetuned.pt, fairseq-signals checkpoints with ckpt['model'], BERT-base sized); embedding model "
+           "only. Input as fairseq-signals scripts/preprocess/ecg/preprocess.py (500 Hz, per-lead standardisation) "
+           "and its 5 s segments",
+    licence="see the ECG-FM release",
+    paper=_ECGFM_PAPER,
+    description="ECG-FM wav2vec2/CMSC transformer from a local fairseq-signals .pt (12 x 2500 @ 500 Hz); linear probe only",
+    extra={"checkpoint_format": "fairseq-signals"},
+))
+register(ModelConfig(
+    name="melp-ecg.release",
+    arch="melp-ecg",
+    input_spec=MERL_FAITHFUL_SPEC,
+    embed_dim=256, text_model="",
+    source="MELP ECG encoder release (huggingface.co/fuyingw/MELP_Encoder, safetensors); embedding model only",
+    licence="see the MELP release",
+    paper=_MELP_PAPER,
+    description="MELP ECG encoder (ECG-FM transformer + attentional pooling) from local safetensors; linear probe only",
+    extra={"checkpoint_format": "melp-safetensors"},
+))
+# == end merl-bench block ======================================================================================
+
 def _import(target: str):
     import importlib
 
@@ -430,7 +517,8 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: the checkpoint is missing.
-        SpecError: sha256 mismatch, or keys/shapes that do not match the architecture.
+        SpecError: empty (0-byte) or unreadable file, sha256 mismatch, or keys/shapes that do not match the
+            architecture.
     """
     import torch
 
@@ -443,6 +531,9 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model {config.name}: checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise SpecError(f"model {config.name}: checkpoint {path} is empty (0 bytes; expected a torch checkpoint, "
+                        "e.g. an interrupted download or copy)")
     expected = config.sha256 or _card_sha256(path)
     if expected:
         got = sha256_file(path)
@@ -455,7 +546,15 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
                             f"(known: {', '.join(sorted(CHECKPOINT_FORMATS))})")
         _import(CHECKPOINT_FORMATS[fmt])(model, config, path)
         return
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise SpecError(f"model {config.name}: checkpoint {path} cannot be read by torch.load "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; expected a torch "
+                        "checkpoint file)") from exc
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
+        raise SpecError(f"model {config.name}: checkpoint {path}: no 'state_dict' (expected a medzs checkpoint "
+                        "{'state_dict': ...})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     expected_keys = set(model.shipped_state_dict())
     missing, unexpected = expected_keys - set(state), set(state) - expected_keys
@@ -471,8 +570,15 @@ def _load_merl(model, config: ModelConfig, path: Path) -> None:
     from medzs.encoders.resnet1d import merl_ecg_state_dict
 
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    if isinstance(blob, dict):
+        for key in ("model_state_dict", "state_dict"):  # training checkpoints: {"model_state_dict": ...}
+            if isinstance(blob.get(key), dict):
+                blob = blob[key]
+                break
+    state = {(k.removeprefix("module.")): v for k, v in blob.items()}
+    # some transformers versions save this buffer, others do not register it: not a weight
+    if "lm_model.embeddings.position_ids" not in model.text.state_dict():
+        state.pop("lm_model.embeddings.position_ids", None)
     ecg_state = merl_ecg_state_dict(state)
     _strict_load(model.ecg, ecg_state, config.name, path)
     text_state = {k: v for k, v in state.items() if k.startswith(("lm_model.", "proj_t."))}

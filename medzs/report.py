@@ -111,22 +111,27 @@ def _auc_cell(row: Mapping[str, Any]) -> str:
     return auc if lo == "—" else f"{auc} [{lo}, {hi}]"
 
 
-def format_table(table: pd.DataFrame, macro: Any = None, title: str | None = None) -> str:
+def format_table(table: pd.DataFrame, macro: Any = None, title: str | None = None,
+                 names: Mapping[str, str] | None = None) -> str:
     """Plain-text table for the CLI: condition, AUROC [CI], n_pos, n_neg, then the macro AUROC.
 
     Args:
         table: Per-condition table (:func:`medzs.metrics.auroc_per_condition`).
         macro: Macro AUROC: a float, ``(value, n_conditions)`` or the dict from :func:`medzs.metrics.evaluate`.
         title: Optional first line.
+        names: Class code -> spelled-out condition name (shown beside the code).
 
     Returns:
         The table as a string (no trailing newline).
     """
-    rows = [("condition", "AUROC [95% CI]", "n_pos", "n_neg")]
+    rows = [("condition", "AUROC [95% CI]", "n_pos", "n_neg", "flag")]
     for rec in table.to_dict("records"):
-        rows.append((str(rec["condition"]), _auc_cell(rec), str(rec["n_pos"]), str(rec["n_neg"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) if i == 0 or i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        code = str(rec["condition"])
+        label = f"{code} ({names[code]})" if names and names.get(code) and names[code] != code else code
+        rows.append((label, _auc_cell(rec), str(rec["n_pos"]), str(rec["n_neg"]),
+                     str(rec.get("flag") or "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) if i in (0, 1, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if title:
@@ -136,7 +141,13 @@ def format_table(table: pd.DataFrame, macro: Any = None, title: str | None = Non
         used = m.get("n_conditions")
         used_s = f" over {used} condition(s)" if used is not None else ""
         lines.append("")
-        lines.append(f"macro AUROC {_auc_cell(m)}{used_s}")
+        mp = m.get("min_positives")
+        rule = f" with >= {mp} positives" if mp and mp > 1 else ""
+        lines.append(f"macro AUROC {_auc_cell(m)}{used_s}{rule}")
+        if m.get("auroc_all") is not None and m.get("n_conditions_all") != used:
+            all_cell = _auc_cell({"auroc": m["auroc_all"], "ci_low": m.get("ci_low_all"),
+                                  "ci_high": m.get("ci_high_all")})
+            lines.append(f"macro AUROC {all_cell} over all {m.get('n_conditions_all')} condition(s) with an AUROC")
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -116,3 +116,35 @@ def test_nan_samples_raise_naming_lead(rec1: Path) -> None:
         read_wfdb(rec1, verify_checksum=False)
     with pytest.raises(RecordError, match="00001_hr: lead 'V3' contains NaN"):
         read_wfdb(rec1)  # the NaN check comes first
+
+
+def _all_shared_wfdb_headers(shared: Path) -> list[Path]:
+    out = []
+    for sub in ("ecg/ptbxl2k/records100", "ecg/ptbxl2k/records500", "ecg/wfdb-samples"):
+        out.extend(sorted((shared / sub).rglob("*.hea")))
+    return out
+
+
+def test_fast_path_equals_wfdb_on_every_shared_record(shared_data: Path) -> None:
+    """The fast WFDB path (medzs.io._wfdb_fast) and the wfdb package give the same sample on every shared record."""
+    headers = _all_shared_wfdb_headers(shared_data)
+    assert len(headers) >= 2400
+    n_fast = 0
+    for h in headers:
+        try:
+            slow = read_wfdb(h, fast=False)
+        except Exception as exc:  # noqa: BLE001 - then the fast path must fail the same way
+            with pytest.raises(type(exc)):
+                read_wfdb(h)
+            continue
+        from medzs.io._wfdb_fast import read_header_fast
+
+        fast = read_wfdb(h)
+        n_fast += read_header_fast(h.read_text(encoding="latin-1")) is not None
+        assert fast["leads"] == slow["leads"] and fast["fs"] == slow["fs"] and fast["id"] == slow["id"], h
+        assert fast["signal"].dtype == np.float32 and fast["signal"].shape == slow["signal"].shape, h
+        np.testing.assert_array_equal(fast["signal"], slow["signal"], err_msg=str(h))
+        for key in ("units", "adc_gain", "baseline", "fmt", "n_samples", "base_date", "base_time", "comments",
+                    "uncalibrated_leads"):
+            assert fast["meta"][key] == slow["meta"][key], (h, key)
+    assert n_fast >= 2400  # PTB-XL records take the fast path

@@ -208,3 +208,26 @@ def test_batch(db: PTBXL) -> None:
     np.testing.assert_array_equal(b[1], samples[1]["signal"])
     np.testing.assert_array_equal(b[2], T.preprocess(samples[2], spec))
     assert T.batch([], spec).shape == (0, 12, 1000)
+
+
+def test_preprocess_many_equals_preprocess_record_by_record(shared_data) -> None:
+    """The batched path (one band-pass call per length group) gives each record exactly what preprocess gives it,
+    and a bad record's exception in its slot."""
+    import glob
+
+    from medzs import registry
+    from medzs.io.wfdb import read_wfdb
+    from medzs.transforms.ecg import preprocess, preprocess_many
+
+    root = shared_data / "ecg" / "ptbxl500"
+    samples = [read_wfdb(p) for p in sorted(glob.glob(str(root / "records100/00000/*.hea")))[:12]]
+    samples += [read_wfdb(p) for p in sorted(glob.glob(str(root / "records500/00000/*.hea")))[:6]]
+    bad = dict(samples[0])
+    bad["leads"] = ["I"] * 12
+    samples.insert(3, bad)
+    for name in ("ecg-resnet18.medzs-ptbxl", "ecg-resnet18.merl"):
+        spec = registry.get_config(name).input_spec
+        many = preprocess_many(samples, spec)
+        assert isinstance(many[3], RecordError)
+        for s, got in zip(samples[:3] + samples[4:], many[:3] + many[4:]):
+            np.testing.assert_allclose(got, preprocess(s, spec), rtol=0, atol=1e-6)

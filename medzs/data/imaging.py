@@ -29,11 +29,11 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from medzs.data.base import RecordRef
+from medzs.data.types import RecordRef
 from medzs.errors import SpecError
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,10 @@ class ImageLabelDataset:
     modality = "cxr"
     citation = ""
     partial = False
+    #: Code system of the class codes (the ``codes`` key of the knowledge-base entries, for tasks built from them).
+    system = ""
+    #: Other names accepted for a class code in :meth:`labels` (not listed by :meth:`label_codes`).
+    _aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(self, root: Path, test_fraction: float = TEST_FRACTION, seed: int = 0) -> None:
         if not 0.0 < float(test_fraction) < 1.0:
@@ -207,19 +211,42 @@ class ImageLabelDataset:
         """Every class code this dataset labels."""
         return list(self._labels)
 
-    def labels(self, classes: Sequence[str] | None = None) -> Any:
-        """1/0/NaN float DataFrame indexed by record id (all records), one column per class, in that order.
+    def labels(self, task: Any = None) -> Any:
+        """1/0/NaN float DataFrame indexed by record id (all records), one column per class, in the task's order.
+
+        Args:
+            task: A :class:`medzs.data.tasks.Task` (its ``classes``; a class is positive when any of its
+                ``label_codes`` is, 0 when all of them are 0, NaN otherwise), a list of class codes, or None
+                (every code of :meth:`label_codes`).
 
         Raises:
-            SpecError: a class this dataset does not label (the message lists those it does).
+            SpecError: the task's code ``system`` is not this dataset's, or a class this dataset does not label
+                (the message lists those it does).
         """
         import pandas as pd
 
-        classes = list(self.label_codes() if classes is None else classes)
-        unknown = [c for c in classes if c not in self._labels]
-        if unknown:
-            raise SpecError(f"dataset {self.name}: cannot label {unknown}; labels: {self.label_codes()}")
-        df = pd.DataFrame({c: self._labels[c] for c in classes}, index=pd.Index(self._ids, name="id"))
+        if task is None:
+            classes, codes = self.label_codes(), {}
+        elif hasattr(task, "classes"):
+            system = getattr(task, "system", "") or ""
+            if system and self.system and system != self.system:
+                raise SpecError(f"task {getattr(task, 'name', '?')!r}: its classes are {system} codes, but dataset "
+                                f"{self.name} labels {self.system} codes (build the task with system: {self.system})")
+            classes, codes = list(task.classes), dict(getattr(task, "label_codes", {}) or {})
+        else:
+            classes, codes = [str(c) for c in task], {}
+        out = {}
+        for c in classes:
+            srcs = [self._aliases.get(k, k) for k in (codes.get(c) or (c,))]
+            known = [k for k in dict.fromkeys(srcs) if k in self._labels]
+            if not known:
+                raise SpecError(f"dataset {self.name}: cannot label {c!r}; labels: {self.label_codes()}")
+            m = np.stack([self._labels[k] for k in known])
+            col = np.full(m.shape[1], np.nan)
+            col[np.all(m == 0.0, axis=0)] = 0.0
+            col[np.any(m == 1.0, axis=0)] = 1.0
+            out[c] = col
+        df = pd.DataFrame(out, index=pd.Index(self._ids, name="id"), columns=classes)
         return df.astype(float).sort_index()
 
     def groups(self) -> dict[str, str]:
@@ -313,6 +340,7 @@ class KermanyDataset(ImageLabelDataset):
 
     name = "kermany"
     modality = "cxr"
+    system = "kermany"
     citation = ("Kermany DS et al. Identifying medical diagnoses and treatable diseases by image-based deep "
                 "learning. Cell 2018;172(5):1122-1131. doi:10.1016/j.cell.2018.02.010 (data CC BY 4.0, "
                 "doi:10.17632/rscbjbr9sj.2)")
@@ -398,7 +426,8 @@ class CovidCTDataset(ImageLabelDataset):
     ``CT_COVID/`` and ``CT_NonCOVID/`` with groups from the file names (:func:`covid_ct_source_group`). A
     trailing ``_<n>`` is removed from a ``source_group`` (in the shared copy only ``PIIS0140673620301549_0``,
     the same paper as ``PIIS0140673620301549``), so one source can never straddle two splits.
-    Class codes: ``covid``, ``noncovid`` (= 1 - covid). Records are 2-D slices (modality ``ct``; read them
+    Class codes (the original folder names, as the knowledge base's ``covid_ct`` codes): ``CT_COVID`` and
+    ``CT_NonCOVID`` (= 1 - CT_COVID); ``covid`` / ``noncovid`` are accepted as aliases. Records are 2-D slices (modality ``ct``; read them
     with ``read_image(path, modality="ct")``).
 
     Source: Zhao J, Zhang Y, He X, Xie P. COVID-CT-Dataset: a CT scan dataset about COVID-19.
@@ -407,6 +436,8 @@ class CovidCTDataset(ImageLabelDataset):
 
     name = "covid-ct"
     modality = "ct"
+    system = "covid_ct"
+    _aliases: ClassVar[dict[str, str]] = {"covid": "CT_COVID", "noncovid": "CT_NonCOVID"}
     citation = "Zhao J, Zhang Y, He X, Xie P. COVID-CT-Dataset: a CT scan dataset about COVID-19. arXiv:2003.13865 (2020)"
 
     def __init__(self, root: Path | None = None, labels: str | None = "labels.csv",
@@ -443,7 +474,7 @@ class CovidCTDataset(ImageLabelDataset):
         # COVID and non-COVID sources are separate namespaces (a paper id vs a MedPix/LUNA case number).
         self._groups = [r[2] for r in rows]
         covid = np.array([r[1] for r in rows], dtype=float)
-        self._labels = {"covid": covid, "noncovid": 1.0 - covid}
+        self._labels = {"CT_COVID": covid, "CT_NonCOVID": 1.0 - covid}
         self._check_unique_ids()
 
 
@@ -497,6 +528,7 @@ class CheXpertDataset(ImageLabelDataset):
 
     name = "chexpert"
     modality = "cxr"
+    system = "chexpert"
     citation = ("Irvin J et al. CheXpert: A Large Chest Radiograph Dataset with Uncertainty Labels and Expert "
                 "Comparison. AAAI 2019. arXiv:1901.07031")
 
@@ -558,6 +590,7 @@ class ChestXray14Dataset(ImageLabelDataset):
 
     name = "chestxray14"
     modality = "cxr"
+    system = "chestxray14"
     citation = ("Wang X et al. ChestX-ray8: Hospital-scale Chest X-ray Database and Benchmarks on Weakly-Supervised "
                 "Classification and Localization of Common Thorax Diseases. CVPR 2017. arXiv:1705.02315")
 
@@ -586,7 +619,7 @@ class ChestXray14Dataset(ImageLabelDataset):
         self._ids = [str(v) for v in df["Image Index"]]
         self._paths = [str(found[i]) for i in self._ids]
         self._groups = [str(int(v)) if not isinstance(v, str) else v for v in df["Patient ID"]]
-        sets = [set(s.strip() for s in str(v).split("|")) for v in df["Finding Labels"]]
+        sets = [{s.strip() for s in str(v).split("|")} for v in df["Finding Labels"]]
         known = set(CHESTXRAY14_FINDINGS) | {"No Finding"}
         other = set().union(*sets) - known
         if other:
@@ -621,6 +654,7 @@ class RSNAPneumoniaDataset(ImageLabelDataset):
 
     name = "rsna-pneumonia"
     modality = "cxr"
+    system = "rsna_pneumonia"
     citation = ("Shih G et al. Augmenting the National Institutes of Health Chest Radiograph Dataset with Expert "
                 "Annotations of Possible Pneumonia. Radiology: Artificial Intelligence 2019;1(1):e180041. "
                 "doi:10.1148/ryai.2019180041")
@@ -675,6 +709,8 @@ class ImageFolderDataset(ImageLabelDataset):
         modality: ``"cxr"`` or ``"ct"``.
         path_column / id_column / group_column / split_column: column names (id default: the path).
         classes: Label columns to use (default: every 1/0/-1/blank column).
+        system: Code system the column names belong to (e.g. ``"chexpert"`` when the columns are CheXpert
+            findings), checked against a task's ``system``; empty: not checked.
     """
 
     name = "image-folder"
@@ -683,7 +719,7 @@ class ImageFolderDataset(ImageLabelDataset):
     def __init__(self, root: Path | None = None, labels: str | os.PathLike[str] = "labels.csv", modality: str = "cxr",
                  path_column: str = "path", id_column: str | None = None, group_column: str | None = None,
                  split_column: str | None = "split", classes: Sequence[str] | None = None, uncertain: str = "nan",
-                 test_fraction: float = TEST_FRACTION, seed: int = 0) -> None:
+                 system: str = "", test_fraction: float = TEST_FRACTION, seed: int = 0) -> None:
         import pandas as pd
 
         root = _require_root(self.name, root)
@@ -693,6 +729,7 @@ class ImageFolderDataset(ImageLabelDataset):
         if uncertain not in _UNCERTAIN:
             raise SpecError(f"dataset image-folder: uncertain expected one of {_UNCERTAIN}, got {uncertain!r}")
         self.modality = modality
+        self.system = str(system)
         csv = Path(labels) if Path(labels).is_absolute() else root / labels
         if not csv.is_file():
             raise SpecError(f"dataset image-folder: labels CSV {csv} not found")

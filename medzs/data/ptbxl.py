@@ -637,3 +637,93 @@ __all__ = [
     "relabel",
     "to_merl_columns",
 ]
+
+
+PTBXL_CITATION = ("Wagner P, Strodthoff N, Bousseljot R-D, et al. PTB-XL, a large publicly available "
+                  "electrocardiography dataset. Sci Data 7, 154 (2020). doi:10.1038/s41597-020-0495-6; "
+                  "PhysioNet doi:10.13026/kfzx-aw45 (CC-BY-4.0)")
+
+#: Records in PTB-XL v1.0.3 (the full release; a local copy with fewer is a partial mirror).
+PTBXL_N_RECORDS = 21_799
+
+
+class PTBXLDataset:
+    """PTB-XL as a :class:`medzs.data.base.Dataset` (pipeline ``dataset: {name: ptbxl, root: ..., split: ...}``).
+
+    Args:
+        root: PTB-XL folder (official PhysioNet layout); None: :func:`default_root`.
+        fs: Sampling rate of the files to read, 100 or 500 Hz (PTB-XL ships both); a record whose file at that
+            rate is absent from the local copy is read at the other rate (the engine resamples to the model's
+            InputSpec either way).
+
+    Splits: ``train`` (strat_fold 1-8), ``val`` (9), ``test`` (10), ``test9-10`` (9 and 10), ``all``. Records
+    without any label of a task are not part of that task's benchmark (as in the published splits); the pipeline
+    drops them from the label matrix.
+
+    Raises:
+        SpecError: no root given and no local copy found; bad ``fs``.
+    """
+
+    name = "ptbxl"
+    modality = "ecg"
+    citation = PTBXL_CITATION
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, fs: int = 100) -> None:
+        from medzs.errors import SpecError
+
+        root = root if root is not None else default_root()
+        if root is None:
+            raise SpecError("dataset.root: not set and no PTB-XL copy found; set MEDZS_PTBXL_ROOT or download "
+                            "with `medzs data ptbxl DEST`")
+        if fs not in (100, 500):
+            raise SpecError(f"dataset.fs: expected 100 or 500 (Hz), got {fs!r}")
+        self.db = PTBXL(root)
+        self.root = Path(root)
+        self.fs = int(fs)
+        self.partial = len(self.db.ecg_ids) < PTBXL_N_RECORDS
+
+    def splits(self) -> list[str]:
+        return ["train", "val", "test", "test9-10", "all"]
+
+    def records(self, split: str = "all") -> list[Any]:
+        from medzs.data.types import RecordRef
+        from medzs.errors import SpecError
+
+        if split == "all":
+            ids = list(self.db.ecg_ids)
+        else:
+            try:
+                ids = self.db.split(split)
+            except Exception as exc:  # noqa: BLE001 - PTBXL.split raises for unknown names
+                raise SpecError(f"dataset.split: expected one of {self.splits()}, got {split!r}") from exc
+        patients = self.db.database["patient_id"] if "patient_id" in self.db.database.columns else None
+        out = []
+        for eid in ids:
+            path = self.db.record_path(int(eid), fs=self.fs)
+            if not path.with_suffix(".hea").is_file():
+                other = self.db.record_path(int(eid), fs=600 - self.fs if self.fs in (100, 500) else 100)
+                if other.with_suffix(".hea").is_file():
+                    path = other
+            group = None
+            if patients is not None:
+                val = patients.get(int(eid))
+                group = None if val is None or val != val else str(int(val))
+            out.append(RecordRef(id=str(int(eid)), path=str(path.with_suffix(".hea")), group=group, format="wfdb"))
+        return out
+
+    def label_codes(self) -> list[str]:
+        return list(STATEMENT_CODES)
+
+    def labels(self, task: Any) -> pd.DataFrame:
+        """1/0/NaN labels of a PTB-XL task (``task.label_set``: super, sub, form, rhythm, all), indexed by ecg_id
+        as str; records without any label of the set are dropped (v1.0.3 records only)."""
+        from medzs.errors import SpecError
+
+        label_set = getattr(task, "label_set", None)
+        if label_set not in ("super", "sub", "form", "rhythm", "all"):
+            raise SpecError(f"task {getattr(task, 'name', task)!r}: dataset ptbxl labels the tasks ptbxl-super, "
+                            "-sub, -form, -rhythm and -all")
+        y = self.db.labels(label_set, drop_empty=True, v1_0_3_only=True)
+        y = y[list(task.classes)]
+        y.index = [str(int(i)) for i in y.index]
+        return y.astype(float)

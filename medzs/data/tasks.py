@@ -18,7 +18,7 @@ task. (docs/architecture.md cites ``LAO/LAE`` as an example of a subclass that i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from medzs.data.ptbxl import FORM_CODES, RHYTHM_CODES, STATEMENT_CODES, SUBCLASSES, SUPERCLASSES
@@ -160,6 +160,11 @@ class Task:
         classes: Class codes, in the benchmark's column order.
         kb_ids: Class code -> knowledge-base entry id.
         display_names: Class code -> human-readable English name.
+        system: Code system of the classes for datasets that label by code (``snomed_ct``, ``scp_ecg``,
+            ``cpsc2018``; empty for the PTB-XL label sets).
+        label_codes: Class code -> the codes of ``system`` that make a record positive (the class code and its
+            knowledge-base entry's equivalents, e.g. CinC 2021's two LBBB concepts); empty: the class code alone.
+        modality: ``"ecg"``, ``"cxr"`` or ``"ct"``.
 
     Raises:
         SpecError: duplicate classes, or ``kb_ids``/``display_names`` keys differ from ``classes``.
@@ -171,6 +176,9 @@ class Task:
     classes: tuple[str, ...]
     kb_ids: dict[str, str] = field(hash=False)
     display_names: dict[str, str] = field(hash=False)
+    system: str = ""
+    label_codes: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    modality: str = "ecg"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -217,6 +225,49 @@ TASKS: dict[str, Task] = {
 }
 
 
+def task_from_codes(name: str, classes: Sequence[str], system: str, dataset: str = "",
+                    modality: str = "ecg", names: Mapping[str, str] | None = None) -> Task:
+    """A task built from a dataset's own label codes, each class mapped to its knowledge-base entry.
+
+    The entry of a class is the one whose ``codes[system]`` lists the code exactly (``knowledge/<modality>/``).
+    A record is positive for a class when it carries the class code or any other code of that entry in the same
+    system (e.g. SNOMED CT 733534002 and 164909002 for LBBB, as the PhysioNet/CinC 2021 scoring treats them).
+
+    Args:
+        name: Task name (for reports).
+        classes: Class codes of ``system``, in the wanted column order.
+        system: ``snomed_ct``, ``scp_ecg``, ``cpsc2018`` (or another code system the KB entries list).
+        dataset: Dataset name the task was made for.
+        modality: Modality of the entries to search.
+        names: Display names overriding the entries' names.
+
+    Raises:
+        SpecError: no classes, duplicates, or a code without a knowledge-base entry (the message names the code
+            and the entry file that would be needed).
+    """
+    from medzs.knowledge.loader import load_entries
+
+    classes = [str(c).strip() for c in classes]
+    if not classes:
+        raise SpecError(f"task {name!r}: classes: expected at least one class code")
+    index: dict[str, list] = {}
+    for e in load_entries(modality=modality):
+        for code in e.codes.get(system, ()):
+            index.setdefault(str(code), []).append(e)
+    kb_ids, display, label_codes = {}, {}, {}
+    for c in classes:
+        hits = index.get(c)
+        if not hits:
+            raise SpecError(f"task {name!r}: class {c!r}: no knowledge-base entry lists {system} code {c!r} "
+                            f"(expected e.g. knowledge/{modality}/{modality}.{system.split('_')[0]}.{kb_code(c)}.yaml)")
+        entry = hits[0]
+        kb_ids[c] = entry.id
+        display[c] = (names or {}).get(c) or entry.name
+        label_codes[c] = tuple(dict.fromkeys([c, *[str(x) for x in entry.codes.get(system, ())]]))
+    return Task(name, dataset, "codes", tuple(classes), kb_ids, display, system=system, label_codes=label_codes,
+                modality=modality)
+
+
 def get_task(name: str) -> Task:
     """Look up a task by name (``ptbxl-super``, ``ptbxl-sub``, ``ptbxl-form``, ``ptbxl-rhythm``, ``ptbxl-all``).
 
@@ -237,6 +288,7 @@ __all__ = [
     "Task",
     "get_task",
     "kb_code",
+    "task_from_codes",
     "statement_kb_id",
     "subclass_kb_id",
 ]

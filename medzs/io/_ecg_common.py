@@ -50,6 +50,45 @@ UNIT_TO_MV: dict[str, float] = {
 }
 
 
+#: Largest file (bytes) an ECG reader opens: 256 MiB, far above any 12-lead resting ECG (a 10 s 12-lead record at
+#: 1 kHz in 16 bits is 240 kB; a 24 h 3-lead Holter at 1 kHz is about 500 MB and is not a supported input).
+#: The environment variable ``MEDZS_MAX_FILE_MB`` overrides it. The size is checked before a byte is read.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_FILE_ENV = "MEDZS_MAX_FILE_MB"
+
+
+def max_file_bytes() -> int:
+    """The file-size limit in bytes: ``$MEDZS_MAX_FILE_MB`` (MiB) when set to a positive number, else
+    :data:`MAX_FILE_BYTES`."""
+    env = os.environ.get(MAX_FILE_ENV, "").strip()
+    if env:
+        try:
+            mb = float(env)
+        except ValueError:
+            raise RecordError(f"{MAX_FILE_ENV}={env!r} (expected a positive number of MiB)") from None
+        if mb > 0:
+            return int(mb * 1024 * 1024)
+        raise RecordError(f"{MAX_FILE_ENV}={env!r} (expected a positive number of MiB)")
+    return MAX_FILE_BYTES
+
+
+def check_file_size(path: str | os.PathLike[str]) -> None:
+    """Refuse a file larger than :func:`max_file_bytes` before reading it (missing files pass: the reader names them).
+
+    Raises:
+        RecordError: one line naming the file, its size and the limit.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return
+    limit = max_file_bytes()
+    if size > limit:
+        raise RecordError(f"{p.name}: file size {size / 2**20:,.0f} MiB (expected at most {limit / 2**20:,.0f} MiB "
+                          f"for an ECG file; set {MAX_FILE_ENV} to raise the limit)")
+
+
 def unit_factor(unit: str | None, where: str, field: str) -> float:
     """Factor that converts ``unit`` to millivolts.
 
@@ -190,6 +229,7 @@ def parse_xml(path: str | os.PathLike[str], expected: str) -> Any:
     from lxml import etree
 
     p = Path(path)
+    check_file_size(p)
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=True
     )

@@ -28,13 +28,22 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
-from medzs.io._ecg_common import build_sample, normalize_lead_name, normalize_sex, to_float, unit_factor
+from medzs.io._ecg_common import (
+    build_sample,
+    check_file_size,
+    normalize_lead_name,
+    normalize_sex,
+    to_float,
+    unit_factor,
+)
 
 logger = logging.getLogger(__name__)
 
 _MAT_MAGIC = b"MATLAB 5.0 MAT-file"
 _TIME_RE = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
 _DATE_FORMATS = ("%d/%m/%Y", "%d-%b-%Y", "%d-%m-%Y", "%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y")
+#: ADC gain the WFDB software uses for a signal whose header gain is 0 (uncalibrated).
+_WFDB_DEFAULT_GAIN = 200.0
 _GAIN_RE = re.compile(r"^(?P<gain>[-+]?[\d.eE+-]+)?(\((?P<baseline>[-+]?\d+)\))?(/(?P<units>\S+))?$")
 
 
@@ -203,6 +212,7 @@ def read_header(path: str | os.PathLike[str]) -> CincHeader:
         RecordError: unreadable or malformed header.
     """
     p = Path(path)
+    check_file_size(p)
     try:
         text = p.read_text(encoding="latin-1")
     except OSError as exc:
@@ -233,7 +243,7 @@ def read_header(path: str | os.PathLike[str]) -> CincHeader:
         base_time=own.base_time,
         base_date=own.base_date,
         file_names=[str(f) for f in _list(h.file_name, "")],
-        gains=[float(g) for g in _list(h.adc_gain, 200.0)],
+        gains=list(own.gains),  # wfdb silently turns an uncalibrated gain (0) into 200
         baselines=[int(b) for b in _list(h.baseline, 0)],
         units=[str(u) if u else "mV" for u in _list(h.units, "mV")],
         init_values=[None if v is None else int(v) for v in _list(h.init_value, None)],
@@ -320,12 +330,15 @@ def read_cinc(path: str | os.PathLike[str], verify_checksum: bool = True) -> dic
         Sample dict (``docs/architecture.md``). ``meta``: ``format="cinc"``, ``snomed_ct`` (Dx codes, exact),
         ``labels`` (CinC abbreviations of the codes known to :mod:`medzs.data.vocab`), ``statements`` (their
         names), ``age`` (years or None), ``sex`` (``"male"``/``"female"``/None), ``rx``/``hx``/``sx`` when
-        present, ``comments``, ``gains``, ``baselines``, ``units``, ``header_parser``; ``meta["identifiers"]`` holds
-        ``acquisition_date``/``acquisition_time`` when the header has them.
+        present, ``comments``, ``gains`` (as written in the header), ``baselines``, ``units``, ``header_parser``,
+        ``uncalibrated_leads`` (leads whose header gain is 0, "uncalibrated" in the WFDB specification: their
+        values use the WFDB default gain 200, and :func:`medzs.quality.check_ecg` makes the record an error);
+        ``meta["identifiers"]`` holds ``acquisition_date``/``acquisition_time`` when the header has them (None
+        parts are dropped: a date or time that cannot be parsed is unknown, never guessed).
 
     Raises:
         RecordError: header or ``.mat`` missing or malformed, no ``val`` matrix, shape differing from the
-            header, uncalibrated lead (gain 0), checksum mismatch, non-finite values.
+            header, checksum mismatch, non-finite values.
     """
     import scipy.io
 
@@ -345,6 +358,7 @@ def read_cinc(path: str | os.PathLike[str], verify_checksum: bool = True) -> dic
             mat = hea.with_suffix(".mat")
     if not mat.is_file():
         raise RecordError(f"{hea.name}: signal file {mat.name} not found (expected it next to the header)")
+    check_file_size(mat)
     try:
         data = scipy.io.loadmat(str(mat))
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, TypeError, OSError, MatReadError, ...
@@ -372,10 +386,12 @@ def read_cinc(path: str | os.PathLike[str], verify_checksum: bool = True) -> dic
                 raise RecordError(
                     f"{mat.name}: lead {lead!r} checksum differs from {hea.name} (expected an unaltered signal file)"
                 )
-    gains = np.asarray(h.gains, dtype=np.float64)
-    if (gains == 0).any():
-        bad = leads[int(np.where(gains == 0)[0][0])]
-        raise RecordError(f"{hea.name}: lead {bad!r} ADC gain 0 (expected a calibrated gain in ADC units per unit)")
+    header_gains = np.asarray(h.gains, dtype=np.float64)
+    uncalibrated = [leads[i] for i in np.flatnonzero(header_gains == 0)]
+    if uncalibrated:
+        logger.warning("%s: lead(s) %s have ADC gain 0 (uncalibrated); values use the WFDB default gain 200",
+                       hea.name, uncalibrated)
+    gains = np.where(header_gains == 0, _WFDB_DEFAULT_GAIN, header_gains)
     factors = np.asarray(
         [unit_factor(u, hea.name, f"units of lead {n!r}") for u, n in zip(h.units, leads, strict=True)]
     )
@@ -395,7 +411,8 @@ def read_cinc(path: str | os.PathLike[str], verify_checksum: bool = True) -> dic
         "age": to_float(fields.get("age")),
         "sex": normalize_sex(fields.get("sex")),
         "comments": [c for c in h.comments if not c.lower().startswith(("age", "sex"))],
-        "gains": [float(g) for g in gains],
+        "gains": [float(g) for g in header_gains],
+        "uncalibrated_leads": uncalibrated,
         "baselines": [int(b) for b in h.baselines],
         "units": list(h.units),
         "n_samples": int(val.shape[1]),

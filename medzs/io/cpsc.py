@@ -94,7 +94,10 @@ def read_cpsc(
     """
     import scipy.io
 
+    from medzs.io._ecg_common import check_file_size
+
     p = Path(path)
+    check_file_size(p)
     try:
         mat = scipy.io.loadmat(str(p), simplify_cells=True)
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, TypeError, OSError, MatReadError, ...

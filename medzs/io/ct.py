@@ -25,7 +25,8 @@ DICOM series rules (the usual silent errors, made explicit):
   (``PixelPaddingValue``, -2000/-2048/-3024 HU in common scanners) and are set to ``min_hu``; their share is
   recorded (``meta["padding_fraction"]``);
 - gaps (missing slices) and uneven steps are reported in ``meta["quality_flags"]`` (``missing_slices``,
-  ``uneven_spacing``) with the steps in ``meta["slice_steps_mm"]``; duplicate positions are an error.
+  ``uneven_spacing``) with the steps in ``meta["slice_steps_mm"]``; slices shifting in-plane along the stack
+  (gantry tilt) are flagged ``gantry_tilt``; duplicate positions are an error.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
-from medzs.io.image import _decode_error, _identifiers, _is_dicom_file, detect_image_format
+from medzs.io._imaging_common import _decode_error, _identifiers, _is_dicom_file, detect_image_format
 
 logger = logging.getLogger(__name__)
 
@@ -254,11 +255,13 @@ def read_ct_series(
     if norm < 1e-6:
         raise RecordError(f"{f0}: ImageOrientationPatient: row and column directions are parallel {list(iop0)}")
     normal = normal / norm
-    pos = np.array([float(np.dot(_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", f), normal))
-                    for f, ds in slices])
+    ipp = np.array([_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", f) for f, ds in slices])
+    pos = ipp @ normal
     order = np.argsort(pos, kind="stable")
     slices = [slices[i] for i in order]
-    pos = pos[order]
+    pos, ipp = pos[order], ipp[order]
+    drift = (ipp[-1] - ipp[0]) - (pos[-1] - pos[0]) * normal  # in-plane shift from first to last slice
+    tilted = float(np.linalg.norm(drift)) > 1e-3 + 0.01 * float(abs(pos[-1] - pos[0]))
     where = f"{root} (series {chosen['series_uid']})"
     _, step, flags, info = _slice_geometry(pos, where)
     thickness = ds0.get("SliceThickness")
@@ -269,6 +272,10 @@ def read_ct_series(
         info["slice_spacing_source"] = "ImagePositionPatient"
     if n_localizers:
         flags.append("localizers_skipped")
+    if tilted:
+        # gantry tilt (or a sheared stack): slices shift in-plane; the affine below ignores that shear
+        flags.append("gantry_tilt")
+        info["in_plane_drift_mm"] = [round(float(v), 3) for v in drift]
 
     vol = np.empty((len(slices), *shape0), dtype=np.float32)
     rescale_missing = 0

@@ -166,7 +166,10 @@ def read_ecg(path: str | os.PathLike[str], format: str | None = None, **kwargs: 
     Raises:
         RecordError: unknown format name, undetectable content, or any reader error.
     """
+    from medzs.io._ecg_common import check_file_size
+
     p = Path(path)
+    check_file_size(p)  # before detection or any reader touches the content
     fmt = format or detect_format(p)
     if fmt not in FORMATS:
         raise RecordError(f"{p}: format {fmt!r} unknown (expected one of {FORMATS})")

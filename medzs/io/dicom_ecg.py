@@ -137,7 +137,10 @@ def read_dicom_ecg(path: str | os.PathLike[str], group: int | None = None) -> di
     from pydicom.errors import InvalidDicomError
     from pydicom.waveforms.numpy_handler import multiplex_array
 
+    from medzs.io._ecg_common import check_file_size
+
     p = Path(path)
+    check_file_size(p)
     try:
         ds = pydicom.dcmread(str(p))
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:

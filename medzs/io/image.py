@@ -25,9 +25,11 @@ The sample (``docs/architecture.md``)::
     }
 
 Identifiers (patient name/id/birth date, UIDs, dates, institution...) are kept only under
-``meta["identifiers"]``. Implausible data (constant image, nearly all pixels saturated, pixel values outside
-``BitsStored``...) are listed in ``meta["quality_flags"]`` rather than refused, so that a scorer can skip or
-report them.
+``meta["identifiers"]``. Implausible data are listed in ``meta["quality_flags"]`` rather than refused, so that a
+scorer can skip or report them: ``constant_image``, ``nearly_constant``, ``mostly_saturated``, ``non_finite``,
+``values_outside_bits_stored``, ``narrow_dynamic_range``, ``invalid_window``, ``pixel_spacing_unknown``,
+``modality_tag_absent``, ``rescale_missing`` (CT), ``body_part_not_chest`` / ``lateral_view`` (``cxr``),
+``alpha_not_opaque`` / ``colour_image`` / ``multi_frame_first_used`` (PNG/JPEG).
 
 References:
     DICOM PS3.3 (2024) C.7.6.3.1 (Image Pixel), C.11.1 (Modality LUT), C.11.2 (VOI LUT), C.8.11.7 (DX
@@ -44,11 +46,19 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
+from medzs.io._imaging_common import (
+    _JPEG_MAGIC,
+    _PNG_MAGIC,
+    DECODER_PACKAGES,
+    DICOM_IDENTIFIERS,
+    IMAGE_FORMATS,
+    _decode_error,
+    _identifiers,
+    _is_nifti,
+    detect_image_format,
+)
 
 logger = logging.getLogger(__name__)
-
-#: Values :func:`detect_image_format` returns.
-IMAGE_FORMATS: tuple[str, ...] = ("dicom-image", "dicom-series", "png", "jpeg", "nifti")
 
 #: DICOM ``Modality`` values accepted for each medzs image modality (an absent tag is accepted and flagged).
 ACCEPTED_DICOM_MODALITIES: dict[str, tuple[str, ...]] = {
@@ -56,126 +66,15 @@ ACCEPTED_DICOM_MODALITIES: dict[str, tuple[str, ...]] = {
     "ct": ("CT",),
 }
 
-#: Transfer syntax UID -> the pip packages that let pydicom decode it (PS3.5 Annex A; pydicom 3 pixel plugins).
-DECODER_PACKAGES: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg + pylibjpeg-libjpeg (or pillow, or python-gdcm)",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg + pylibjpeg-libjpeg (or pillow, or python-gdcm)",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg + pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg + pylibjpeg-libjpeg (or python-gdcm)",
-    "1.2.840.10008.1.2.4.80": "pylibjpeg + pylibjpeg-libjpeg (or pyjpegls, or python-gdcm)",
-    "1.2.840.10008.1.2.4.81": "pylibjpeg + pylibjpeg-libjpeg (or pyjpegls, or python-gdcm)",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or pillow built with OpenJPEG, or python-gdcm)",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or pillow built with OpenJPEG, or python-gdcm)",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg>=2.2",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg>=2.2",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg>=2.2",
-    "1.2.840.10008.1.2.5": "pydicom itself (or pylibjpeg + pylibjpeg-rle)",
-}
-
-#: Identifying DICOM attributes copied (when present) to ``meta["identifiers"]``: keyword -> key.
-DICOM_IDENTIFIERS: dict[str, str] = {
-    "PatientName": "patient_name",
-    "PatientID": "patient_id",
-    "OtherPatientIDs": "other_patient_ids",
-    "PatientBirthDate": "birth_date",
-    "PatientAddress": "patient_address",
-    "AccessionNumber": "accession_number",
-    "StudyID": "study_id",
-    "StudyInstanceUID": "study_instance_uid",
-    "SeriesInstanceUID": "series_instance_uid",
-    "SOPInstanceUID": "sop_instance_uid",
-    "FrameOfReferenceUID": "frame_of_reference_uid",
-    "StudyDate": "study_date",
-    "StudyTime": "study_time",
-    "SeriesDate": "series_date",
-    "AcquisitionDate": "acquisition_date",
-    "AcquisitionDateTime": "acquisition_datetime",
-    "ContentDate": "content_date",
-    "InstitutionName": "institution_name",
-    "InstitutionAddress": "institution_address",
-    "ReferringPhysicianName": "referring_physician",
-    "OperatorsName": "operators",
-    "PerformingPhysicianName": "performing_physician",
-    "NameOfPhysiciansReadingStudy": "reading_physicians",
-    "StationName": "station_name",
-    "DeviceSerialNumber": "device_serial_number",
-}
-
 #: HU window used for CT slices whose file carries no VOI LUT / window (and no ``window`` argument).
 DEFAULT_CT_WINDOW: tuple[float, float] = (-1000.0, 1000.0)
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 _SUPPORTED_PI = ("MONOCHROME1", "MONOCHROME2")
-
-
-# --------------------------------------------------------------------------------------------------- detection
-def _is_nifti(path: Path, head: bytes) -> bool:
-    """NIfTI-1/2 header (``sizeof_hdr`` 348 or 540, magic ``n+1``/``ni1``/``n+2``/``ni2``), gzipped or not."""
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-
-        try:
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(544)
-        except (OSError, EOFError):
-            return False
-    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
-        return True
-    return len(head) >= 540 and head[4:7] in (b"n+2", b"ni2")
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _dicom_has_pixels(path: Path) -> bool:
-    """True when the DICOM header declares an image (Rows present); False for waveforms, reports, DICOMDIR."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "SOPClassUID"])
-    except Exception:  # noqa: BLE001 - detection never raises
-        return False
-    return "Rows" in ds
-
-
-def detect_image_format(path: str | os.PathLike[str]) -> str | None:
-    """Detect an imaging input format from the content (not the file name).
-
-    Args:
-        path: A file or a folder.
-
-    Returns:
-        ``"dicom-image"`` (DICOM Part 10 file with pixel data), ``"png"``, ``"jpeg"``, ``"nifti"`` (``.nii`` or
-        ``.nii.gz``, by header), ``"dicom-series"`` (a folder holding at least one DICOM image file), or None
-        (not an imaging input medzs reads, e.g. a DICOM ECG waveform or a text file).
-    """
-    p = Path(path)
-    if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and _is_dicom_file(f) and _dicom_has_pixels(f):
-                return "dicom-series"
-        return None
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(544)
-    except OSError:
-        return None
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom-image" if _dicom_has_pixels(p) else None
-    if head.startswith(_PNG_MAGIC):
-        return "png"
-    if head.startswith(_JPEG_MAGIC):
-        return "jpeg"
-    if _is_nifti(p, head):
-        return "nifti"
-    return None
+#: BodyPartExamined values (PS3.16 CID 4031 code meanings, upper case) accepted as a chest without a flag.
+_CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "CHEST_ABDOMEN", "CHESTABDOMEN", "CHEST_TO_PELVIS",
+                               "TORSO", "HEART", "RIB", "RIBS"})
+#: ViewPosition values of lateral projections (PS3.3 C.8.11.5.1.1 / CID 4010 abbreviations).
+_LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLO", "RLO"})
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -239,47 +138,6 @@ def _pixel_spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None, lis
     return None, None, notes
 
 
-def _identifiers(ds: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for kw, key in DICOM_IDENTIFIERS.items():
-        v = ds.get(kw)
-        if v is not None and str(v).strip():
-            out[key] = str(v)
-    return out
-
-
-def _decode_error(p: Path, ds: Any, exc: Exception) -> RecordError:
-    """A RecordError naming the transfer syntax and what would decode it."""
-    from pydicom.uid import UID
-
-    tsuid = UID(str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""))
-    ts_name = tsuid.name if tsuid else "absent"
-    if not tsuid:
-        return RecordError(f"{p}: TransferSyntaxUID: absent from the file meta, cannot decode pixel data ({exc})")
-    packages = DECODER_PACKAGES.get(str(tsuid))
-    missing = ""
-    try:
-        from pydicom.pixels import get_decoder
-
-        dec = get_decoder(tsuid)
-        if not dec.is_available:
-            missing = "; pydicom plugins missing: " + ", ".join(dec.missing_dependencies)
-            return RecordError(
-                f"{p}: PixelData: transfer syntax {tsuid} ({ts_name}) cannot be decoded here; install "
-                f"{packages or 'a pydicom pixel-data plugin for it'}{missing}"
-            )
-    except NotImplementedError:
-        return RecordError(
-            f"{p}: PixelData: transfer syntax {tsuid} ({ts_name}) has no pixel-data decoder in pydicom "
-            f"{'(install ' + packages + ')' if packages else '(convert the file, e.g. with dcmtk dcmdjpeg/gdcmconv)'}"
-        )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return RecordError(
-        f"{p}: PixelData: decoding transfer syntax {tsuid} ({ts_name}) failed ({first}); "
-        f"decoders for it: {packages or 'pydicom'}"
-    )
-
-
 def _stored_range(ds: Any) -> tuple[float, float]:
     """Range of stored values that ``BitsStored`` and ``PixelRepresentation`` allow."""
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
@@ -319,7 +177,10 @@ def _dicom_to_unit(
         flags.append("values_outside_bits_stored")
     info: dict[str, Any] = {}
     has_rescale = "RescaleSlope" in ds or "RescaleIntercept" in ds or bool(ds.get("ModalityLUTSequence"))
-    x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    try:
+        x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise RecordError(f"{p}: Modality LUT: cannot apply it ({type(exc).__name__}: {exc})") from None
     info["modality_lut"] = (
         "ModalityLUTSequence" if ds.get("ModalityLUTSequence") else ("rescale" if has_rescale else "identity")
     )
@@ -332,7 +193,10 @@ def _dicom_to_unit(
     if ds.get("VOILUTSequence"):
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2]) if len(item.LUTDescriptor) > 2 else 16
-        y = np.asarray(apply_voi_lut(x, ds, index=0, prefer_lut=True), dtype=np.float64)
+        try:
+            y = np.asarray(apply_voi_lut(x, ds, index=0, prefer_lut=True), dtype=np.float64)
+        except (TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise RecordError(f"{p}: VOILUTSequence: cannot apply it ({type(exc).__name__}: {exc})") from None
         info["voi"] = {"source": "VOILUTSequence", "output_bits": bits}
         return np.clip(y / float(2**bits - 1), 0.0, 1.0), info
     wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
@@ -360,17 +224,24 @@ def _dicom_to_unit(
 
 
 def _read_dicom(p: Path, modality: str | None, window: tuple[float, float] | None) -> dict[str, Any]:
+    """Read a DICOM image; pydicom's warnings about non-conformant values are counted, not shown."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _read_dicom_inner(p, modality, window)
+    if caught:
+        logger.debug("%s: pydicom reported %d warning(s) about non-conformant values", p.name, len(caught))
+    out["meta"]["dicom_warnings"] = len(caught)
+    return out
+
+
+def _read_dicom_inner(p: Path, modality: str | None, window: tuple[float, float] | None) -> dict[str, Any]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    import warnings
-
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(p)
-        if caught:
-            logger.debug("%s: pydicom reported %d header warning(s)", p.name, len(caught))
+        ds = pydicom.dcmread(p)
     except InvalidDicomError as exc:
         raise RecordError(f"{p}: not a DICOM Part 10 file ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - truncated / malformed files
@@ -424,6 +295,12 @@ def _read_dicom(p: Path, modality: str | None, window: tuple[float, float] | Non
     image = unit.astype(np.float32)[None]
     flags.extend(quality_flags(image))
     image = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+    if modality == "cxr":
+        body = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+        if body and body not in _CHEST_BODY_PARTS:
+            flags.append("body_part_not_chest")
+        if str(ds.get("ViewPosition", "") or "").strip().upper() in _LATERAL_VIEWS:
+            flags.append("lateral_view")
     spacing, spacing_source, notes = _pixel_spacing(ds)
     if spacing is None:
         flags.append("pixel_spacing_unknown")
@@ -450,7 +327,6 @@ def _read_dicom(p: Path, modality: str | None, window: tuple[float, float] | Non
         "body_part": str(ds.get("BodyPartExamined", "") or "") or None,
         "manufacturer": str(ds.get("Manufacturer", "") or "") or None,
         "quality_flags": flags,
-        "header_warnings": len(caught),
         "identifiers": _identifiers(ds),
         **info,
     }
@@ -576,6 +452,56 @@ def read_image(
     }
 
 
+def read_any_image(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    modality: str | None = "cxr",
+    *,
+    series_uid: str | None = None,
+    window: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Read any imaging input: the engine's reader for modalities ``cxr`` and ``ct``.
+
+    PNG/JPEG/single-frame DICOM -> :func:`read_image` (2-D sample, key ``image``); a DICOM series folder, a NIfTI
+    file or a multi-frame DICOM -> :mod:`medzs.io.ct` (volume sample, key ``volume``).
+
+    Args:
+        path: File or folder.
+        format: A name from :data:`IMAGE_FORMATS` when known (skips content detection), else None.
+        modality: As :func:`read_image` (``"cxr"``, ``"ct"`` or None).
+        series_uid: Series to read from a folder holding several.
+        window: HU / modality-LUT window for 2-D DICOM (:func:`read_image`).
+
+    Raises:
+        RecordError: unknown format name or content, or whatever the chosen reader raises.
+    """
+    p = Path(path)
+    if format is not None and format not in IMAGE_FORMATS:
+        raise RecordError(f"{p}: format {format!r}: expected one of {IMAGE_FORMATS} or None")
+    fmt = format or detect_image_format(p)
+    if fmt in ("dicom-series", "nifti"):
+        from medzs.io.ct import read_ct_series, read_nifti
+
+        return read_ct_series(p, series_uid) if fmt == "dicom-series" else read_nifti(p)
+    if fmt == "dicom-image":
+        import pydicom
+
+        try:
+            n_frames = int(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["NumberOfFrames"])
+                           .get("NumberOfFrames", 1) or 1)
+        except (TypeError, ValueError, OSError):
+            n_frames = 1
+        if n_frames > 1:
+            from medzs.io.ct import read_ct_dicom
+
+            return read_ct_dicom(p)
+    if fmt in ("dicom-image", "png", "jpeg"):
+        return read_image(p, modality=modality, window=window)
+    if not p.exists():
+        raise RecordError(f"{p}: file not found (expected an image, a DICOM series folder or a NIfTI volume)")
+    raise RecordError(f"{p}: not an imaging input (expected DICOM image, PNG, JPEG, NIfTI or a DICOM series folder)")
+
+
 __all__ = [
     "ACCEPTED_DICOM_MODALITIES",
     "DECODER_PACKAGES",
@@ -584,5 +510,6 @@ __all__ = [
     "IMAGE_FORMATS",
     "detect_image_format",
     "quality_flags",
+    "read_any_image",
     "read_image",
 ]

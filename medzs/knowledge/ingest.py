@@ -291,14 +291,11 @@ def open_collection(path: str | Path | None = None, collection: str = "", *, ref
     """
     from medzs.knowledge.kb import KnowledgeBase, default_store_path
 
+    from medzs.knowledge.kb import _drop_cached_client
+
     p = Path(path).expanduser() if path is not None else default_store_path()
     if refresh:
-        from chromadb.api.client import SharedSystemClient
-
-        # chromadb keys its per-process client cache by the persist directory (private maps, no public API
-        # for one store; clear_system_cache() would drop every store's client)
-        for cache in (SharedSystemClient._identifier_to_system, SharedSystemClient._identifier_to_refcount):
-            cache.pop(str(p), None)
+        _drop_cached_client(p)
     return KnowledgeBase(p, collection=collection, create=False)
 
 
@@ -310,13 +307,7 @@ def _existing_ids(kb: Any, entry_id: str) -> set[str]:
 
 
 def _delete(kb: Any, ids: Iterable[str]) -> None:
-    from medzs.knowledge.kb import _write_lock
-
-    ids = sorted(ids)
-    if not ids:
-        return
-    with _write_lock(kb.path):
-        kb._collection.delete(ids=ids)  # KnowledgeBase has no public delete; same lock as its writers
+    kb.delete(list(ids))  # locked, and published to readers in other processes
 
 
 def ingest(path: str | Path, collection: str, kb_path: str | Path | None = None, *, chunk_size: int = 1000,

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from medzs.errors import PromptError, SpecError
+from medzs.errors import SpecError
 from medzs.prompts.grounded import (
     GroundedWriter,
     NamesOnlyWriter,
@@ -111,8 +111,7 @@ ECG_TEMPLATES: tuple[str, ...] = (
 #: Pair templates of the ``posneg`` variant; ``{x}`` is the positive or the negative phrase.
 POSNEG_TEMPLATES: tuple[str, ...] = ("{x}", "an ECG showing {x}", "12-lead ECG: {x}")
 
-#: Softmax temperature of the pos/neg pair (CLIP's initial value, as :data:`medzs.scoring.DEFAULT_TEMPERATURE`).
-POSNEG_TEMPERATURE = 0.07
+from medzs.scoring import POSNEG_TEMPERATURE  # noqa: E402, F401  (the rule lives in medzs.scoring)
 
 # A "normal"/"no finding" class name: negated by its abnormal counterpart, never by "no".
 _NORMAL_NAME = re.compile(
@@ -466,117 +465,8 @@ def chils_task_prompts(task_classes: Mapping[str, tuple[str, str]], entries: Seq
     return out
 
 
-def map_max(member_scores: Any, groups: Sequence[Sequence[int]]) -> np.ndarray:
-    """Class scores as the maximum over member scores.
-
-    Args:
-        member_scores: ``(N, S)`` scores of the members.
-        groups: For each class, the column indices of its members.
-
-    Returns:
-        ``(N, C)`` with ``out[:, c] = max(member_scores[:, groups[c]], axis=1)``.
-
-    Raises:
-        ValueError: not 2-D, an empty group, or an index out of range.
-    """
-    s = np.asarray(member_scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"member_scores: expected a 2-D (N, S) array, got shape {s.shape}")
-    cols = []
-    for c, g in enumerate(groups):
-        g = [int(i) for i in g]
-        if not g:
-            raise ValueError(f"groups[{c}]: expected at least one member")
-        if min(g) < 0 or max(g) >= s.shape[1]:
-            raise ValueError(f"groups[{c}]: member index out of range 0..{s.shape[1] - 1}: {g}")
-        cols.append(s[:, g].max(axis=1))
-    return np.stack(cols, axis=1) if cols else np.zeros((s.shape[0], 0))
-
-
-# ---------------------------------------------------------------------------------------------- scoring
-def posneg_scores(cos_pos: Any, cos_neg: Any, temperature: float = POSNEG_TEMPERATURE) -> np.ndarray:
-    """Pairwise softmax of positive vs negative similarity: ``sigmoid((cos_pos - cos_neg) / temperature)``.
-
-    Raises:
-        ValueError: shapes differ or ``temperature <= 0``.
-    """
-    p, n = np.asarray(cos_pos, dtype=np.float64), np.asarray(cos_neg, dtype=np.float64)
-    if p.shape != n.shape:
-        raise ValueError(f"posneg: positive and negative scores differ in shape: {p.shape} vs {n.shape}")
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected > 0, got {temperature}")
-    z = (p - n) / float(temperature)
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), without overflow
-
-
-def score_prompts(encode_text: Any, signal_emb: Any, class_prompts: Sequence[ClassPrompts] | Mapping[str, Any],
-                  softmax: bool = False, temperature: float | None = None) -> np.ndarray:
-    """Zero-shot scores of records for the classes, for plain, CHiLS-expanded or pos/neg class prompts.
-
-    - plain :class:`~medzs.prompts.types.ClassPrompts`: :func:`medzs.scoring.class_embeddings` then
-      :func:`medzs.scoring.similarity` (cosine, or a softmax over classes);
-    - :class:`ExpandedClassPrompts`: cosine with every member's class embedding, max over each class's members
-      (:func:`map_max`); with ``softmax`` the maxima are then soft-maxed over classes;
-    - :class:`PosNegClassPrompts`: :func:`posneg_scores` of the positive and negative class embeddings.
-
-    Args:
-        encode_text: ``encode_text(texts) -> (T, D)`` or a model with ``encode_text``.
-        signal_emb: ``(N, D)`` record embeddings.
-        class_prompts: The classes' prompts, in task order (a sequence or a ``{code: ClassPrompts}`` mapping).
-        softmax: Softmax over classes (not for pos/neg, whose scores are per-class probabilities already).
-        temperature: Softmax temperature (default :data:`medzs.scoring.DEFAULT_TEMPERATURE`, or
-            :data:`POSNEG_TEMPERATURE` for pos/neg).
-
-    Returns:
-        ``(N, C)`` float64 scores.
-
-    Raises:
-        medzs.errors.SpecError: classes of different kinds mixed, or ``softmax`` with pos/neg prompts.
-        medzs.errors.PromptError: a class or member has no prompt.
-    """
-    from medzs.scoring import DEFAULT_TEMPERATURE, class_embeddings, similarity
-
-    items = list(class_prompts.values()) if isinstance(class_prompts, Mapping) else list(class_prompts)
-    kinds = {type(cp) for cp in items if isinstance(cp, (ExpandedClassPrompts, PosNegClassPrompts))}
-    if kinds and (len(kinds) > 1 or any(type(cp) not in kinds for cp in items)):
-        raise SpecError("score_prompts: expected all classes of one kind (plain, chils or posneg), got a mix")
-    kind = next(iter(kinds), None)
-    if kind is PosNegClassPrompts:
-        if softmax:
-            raise SpecError("scoring.softmax: pos/neg scores are per-class probabilities; set softmax: false")
-        for cp in items:
-            if not cp.negatives:
-                raise PromptError(f"class {cp.class_code}: no negative prompt")
-        pos = class_embeddings(encode_text, [cp.texts for cp in items])
-        neg = class_embeddings(encode_text, [[p.text for p in cp.negatives] for cp in items])
-        return posneg_scores(similarity(signal_emb, pos), similarity(signal_emb, neg),
-                             temperature=temperature or POSNEG_TEMPERATURE)
-    if kind is ExpandedClassPrompts:
-        index: dict[tuple, int] = {}
-        members: list[ClassPrompts] = []
-        groups: list[list[int]] = []
-        for cp in items:
-            if not cp.members:
-                raise PromptError(f"class {cp.class_code}: no CHiLS member")
-            g = []
-            for m in cp.members:
-                key = (m.entry_id, tuple(m.texts))
-                if key not in index:
-                    index[key] = len(members)
-                    members.append(m)
-                g.append(index[key])
-            groups.append(g)
-        cos = similarity(signal_emb, class_embeddings(encode_text, members))
-        best = map_max(cos, groups)
-        if not softmax:
-            return best
-        z = best / float(temperature or DEFAULT_TEMPERATURE)
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-    return similarity(signal_emb, class_embeddings(encode_text, items), softmax=softmax,
-                      **({"temperature": temperature} if temperature else {}))
-
+# Scoring rules live in medzs.scoring; these names are kept here for existing imports.
+from medzs.scoring import map_max, posneg_scores, score_prompts  # noqa: E402
 
 def variant_provenance(class_prompts: Mapping[str, ClassPrompts]) -> dict[str, Any] | None:
     """What a run's provenance needs beyond the prompt texts: negatives (pos/neg) or members (CHiLS), else None."""

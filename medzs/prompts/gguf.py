@@ -4,8 +4,8 @@
 prebuilt wheels, no compiler needed), so :class:`~medzs.prompts.llm.LLMWriter` can write class descriptors
 offline:
 
-- **offline**: the model is a file the user points to (e.g. Qwen2.5 1.5B instruct Q4_K_M assembled by
-  ``../shared/tools/get-local-llm``); nothing is downloaded (``offline=True``). The engine opens its HTTP
+- **offline**: the model is a file the user points to (e.g. Qwen2.5-Coder 1.5B instruct Q4_K_M,
+  :data:`RECOMMENDED_GGUF`, put in ``$MEDZS_HOME/models/``); nothing is downloaded (``offline=True``). The engine opens its HTTP
   endpoint on ``127.0.0.1`` with a random port (xllamacpp always starts it), protected by a random API key
   that is never stored or shown, so other local users cannot query it; medzs calls the engine in-process
   (``handle_chat_completions``).
@@ -44,7 +44,25 @@ from medzs.errors import PromptError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChatGGUF", "check_gguf_file", "load_server"]
+__all__ = ["RECOMMENDED_GGUF", "ChatGGUF", "check_gguf_file", "load_server", "missing_model_hint"]
+
+#: The recommended local model file, its upstream home and sha256 (about 1.1 GB; Qwen team, Apache-2.0).
+RECOMMENDED_GGUF = {
+    "file": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    "url": "https://huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
+    "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+}
+
+
+def missing_model_hint() -> str:
+    """One sentence telling a user how to get a local GGUF model and where to put it."""
+    from medzs.knowledge.kb import medzs_home
+
+    dest = medzs_home() / "models" / RECOMMENDED_GGUF["file"]
+    return (f"get one on a machine with network access: download {RECOMMENDED_GGUF['file']} from "
+            f"{RECOMMENDED_GGUF['url']} (sha256 {RECOMMENDED_GGUF['sha256'][:12]}...) to {dest}, then pass "
+            f"--llm gguf:{dest} (docs/prompts.md, 'A local model')")
+
 
 #: Default seed of the local model (any fixed value gives reproducible output).
 DEFAULT_SEED = 1234
@@ -70,8 +88,7 @@ def check_gguf_file(path: str | Path) -> Path:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise PromptError(f"{p}: GGUF model file not found (fetch one with ../shared/tools/get-local-llm "
-                          "qwen1.5b, or pass --llm gguf:PATH to an existing .gguf file)")
+        raise PromptError(f"{p}: GGUF model file not found; {missing_model_hint()}")
     with open(p, "rb") as fh:
         magic = fh.read(4)
     if magic != b"GGUF":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -190,13 +191,23 @@ def bandpass(signal: np.ndarray, fs: float, low: float, high: float, order: int 
         raise ValueError(f"bandpass: expected 0 <= low < high < fs/2 ({fs / 2:g} Hz), got low={low}, high={high}")
     if int(order) != order or order < 1:
         raise ValueError(f"bandpass: order must be a positive int, got {order!r}")
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import sosfiltfilt
+
+    sos = _butter_sos(int(order), float(low), float(high), float(fs)).copy()  # scipy needs a writable array
+    return sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _butter_sos(order: int, low: float, high: float, fs: float) -> np.ndarray:
+    """Butterworth second-order sections, designed once per (order, cut-offs, rate): the design costs as much as
+    filtering a 12 x 1000 record."""
+    from scipy.signal import butter
 
     if low == 0:
-        sos = butter(int(order), high, btype="lowpass", fs=fs, output="sos")
+        sos = butter(order, high, btype="lowpass", fs=fs, output="sos")
     else:
-        sos = butter(int(order), [low, high], btype="bandpass", fs=fs, output="sos")
-    return sosfiltfilt(sos, np.asarray(signal, dtype=np.float64), axis=-1).astype(np.float32)
+        sos = butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    return sos
 
 
 def crop_or_pad(signal: np.ndarray, n_samples: int, mode: str = "center", pad_value: float = 0.0) -> np.ndarray:
@@ -239,7 +250,9 @@ def normalize(signal: np.ndarray, method: str = "none", scale: float = 1.0, eps:
     Args:
         signal: ``(leads, samples)``, mV.
         method: ``"none"``; ``"zscore"``: per lead, ``(x - mean) / std`` (a flat lead becomes 0);
-            ``"minmax"``: per record to [0, 1] (a flat record becomes 0); ``"scale"``: ``x / scale``.
+            ``"minmax"``: one global min and max over the whole ``(leads, samples)`` array, ``(x - min) / (max - min)``
+            to [0, 1] (a flat record becomes 0; MERL adds 1e-8 to the denominator, a relative difference below
+            float32 precision for any real ECG); ``"scale"``: ``x / scale``.
         scale: Divisor for ``"scale"``.
         eps: Standard deviations / ranges below this count as flat.
 
@@ -290,8 +303,9 @@ def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: fl
     """Turn a sample into what an encoder with ``spec`` expects.
 
     Order (docs/architecture.md): validate (:func:`check_signal`) -> reorder leads by name -> resample to
-    ``spec.fs`` -> band-pass ``spec.bandpass_hz`` (if any) -> centre crop / zero pad to ``spec.n_samples`` ->
-    ``spec.normalization``.
+    ``spec.fs`` -> band-pass ``spec.bandpass_hz`` (if any) -> crop (``spec.crop``: centre or start) / zero pad
+    (at the end for ``"start"``) to ``spec.n_samples`` -> ``spec.normalization`` (``"minmax"``: one global
+    min-max over the whole ``(leads, samples)`` array, as MERL does).
 
     Args:
         sample: medzs sample dict (``signal`` ``(leads, samples)`` mV, ``leads``, ``fs``; ``id``/``path`` name it
@@ -311,7 +325,7 @@ def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: fl
     x = resample(x, fs, spec.fs)
     if spec.bandpass_hz is not None:
         x = bandpass(x, spec.fs, spec.bandpass_hz[0], spec.bandpass_hz[1])
-    x = crop_or_pad(x, spec.n_samples, mode="center")
+    x = crop_or_pad(x, spec.n_samples, mode=spec.crop)
     x = normalize(x, spec.normalization, spec.scale)
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -429,6 +443,51 @@ __all__ = [
     "lead_key",
     "normalize",
     "preprocess",
+    "preprocess_many",
     "reorder_leads",
     "resample",
 ]
+
+
+def preprocess_many(samples: Sequence[Mapping[str, Any]], spec: ECGInputSpec,
+                    min_duration_s: float = MIN_DURATION_S) -> list[np.ndarray | BaseException]:
+    """:func:`preprocess` for a batch, with the band-pass run once over every record of equal length.
+
+    The result for each record equals :func:`preprocess` on it (the zero-phase filter works on each row alone; the
+    stacking only saves the per-call overhead, which is most of the filter's cost on 12 x 1000 records). Specs that
+    accept masked input go record by record.
+
+    Returns:
+        One entry per sample, in order: the ``(leads, samples)`` float32 array, or the exception that
+        :func:`preprocess` would have raised for it (never raises for a bad record).
+    """
+    out: list[np.ndarray | BaseException | None] = [None] * len(samples)
+    if getattr(spec, "accepts_masked", False):
+        for i, s in enumerate(samples):
+            try:
+                out[i] = preprocess(s, spec, min_duration_s)
+            except Exception as exc:  # noqa: BLE001 - returned per record
+                out[i] = exc
+        return out  # type: ignore[return-value]
+    staged: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    for i, s in enumerate(samples):
+        try:
+            signal, leads, fs, who = _unpack(s)
+            x = check_signal(signal, fs, leads=leads, record=who, min_duration_s=min_duration_s)
+            x = reorder_leads(x, leads, spec.leads, record=who)
+            x = resample(x, fs, spec.fs)
+            staged.setdefault(x.shape, []).append((i, x))
+        except Exception as exc:  # noqa: BLE001
+            out[i] = exc
+    mode = getattr(spec, "crop", "center")
+    for items in staged.values():
+        xs = np.stack([x for _, x in items])
+        if spec.bandpass_hz is not None:
+            xs = bandpass(xs, spec.fs, spec.bandpass_hz[0], spec.bandpass_hz[1])
+        for (i, _), x in zip(items, xs, strict=True):
+            try:
+                y = crop_or_pad(x, spec.n_samples, mode=mode)
+                out[i] = np.ascontiguousarray(normalize(y, spec.normalization, spec.scale), dtype=np.float32)
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+    return out  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Benchmark protocols (``medzs benchmark ...``): :mod:`medzs.benchmarks.merl`."""
