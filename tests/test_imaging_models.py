@@ -443,41 +443,46 @@ def test_ctclip_layout_loads_strictly_and_embeds_the_shared_ct(tmp_path, ct_volu
 # ------------------------------------------------------------------------------------------- imaging tasks
 def test_imaging_tasks_map_to_kb_entries_and_adapter_labels():
     from medzs.data.imaging import CovidCTDataset, KermanyDataset
-    from medzs.data.imaging_tasks import (
-        DEFAULT_SCORING,
-        IMAGING_TASKS,
-        NEGATIVE_KB_IDS,
-        negative_kb_id,
-    )
+    from medzs.data.imaging_tasks import DEFAULT_SCORING, NEGATIVE_KB_IDS, imaging_tasks, negative_kb_id
     from medzs.knowledge.loader import knowledge_dir, load_entry
 
-    codes = {"kermany": set(KermanyDataset().label_codes()), "covid-ct": set(CovidCTDataset().label_codes())}
-    for name, task in IMAGING_TASKS.items():
-        assert set(task.classes) <= codes[task.dataset], name
+    datasets = {"kermany": KermanyDataset(), "covid-ct": CovidCTDataset()}
+    tasks = imaging_tasks()
+    assert tasks["cxr-pneumonia"].kb_ids == {"pneumonia": "cxr.chexpert.Pneumonia"}
+    assert tasks["ct-covid"].kb_ids == {"CT_COVID": "ct.covid.COVID19Pneumonia"}
+    for name, task in tasks.items():
+        ds = datasets[task.dataset]
+        assert task.system == ds.system and task.modality == ds.modality
+        y = ds.labels(task).loc[ds.split("test")]
+        assert list(y.columns) == list(task.classes) and not y.isna().any().any()
         for c, eid in task.kb_ids.items():
             entry = load_entry(knowledge_dir() / eid.split(".")[0] / f"{eid}.yaml")
-            assert entry.id == eid and entry.definition
+            assert c in entry.codes[task.system] and entry.definition
         assert DEFAULT_SCORING[name] in ("posneg", "softmax")
+    assert int(datasets["kermany"].labels(tasks["cxr-pneumonia"]).loc[datasets["kermany"].split("test")].sum().iloc[0]) == 770
     for task, pairs in NEGATIVE_KB_IDS.items():
         for c, neg in pairs.items():
-            assert c in IMAGING_TASKS[task].classes and (knowledge_dir() / neg.split(".")[0] / f"{neg}.yaml").is_file()
+            assert c in tasks[task].classes and (knowledge_dir() / neg.split(".")[0] / f"{neg}.yaml").is_file()
     assert negative_kb_id("cxr-pneumonia", "pneumonia") == "cxr.chexpert.NoFinding"
     assert negative_kb_id("cxr-pneumonia-type", "normal") is None  # "normal" is never negated twice
-    assert negative_kb_id("ct-covid", "covid") == "ct.covid.NegativeForPneumonia"
+    assert negative_kb_id("ct-covid", "CT_COVID") == "ct.covid.NegativeForPneumonia"
 
 
 def test_pipelines_name_registered_models_tasks_and_held_out_splits():
     import yaml
 
-    from medzs.data.imaging_tasks import IMAGING_TASKS
+    from medzs.data.imaging_tasks import imaging_tasks
 
     repo = Path(__file__).resolve().parents[1]
     for f, dataset in (("cxr-pneumonia.yaml", "kermany"), ("ct-covid.yaml", "covid-ct")):
         cfg = yaml.safe_load((repo / "pipelines" / f).read_text())
         assert cfg["dataset"] == {"name": dataset, "root": None, "split": "test"}
         assert cfg["scoring"]["method"] in ("posneg", "softmax")
-        assert cfg["task"] in IMAGING_TASKS and IMAGING_TASKS[cfg["task"]].dataset == dataset
+        task = imaging_tasks()[cfg["task"]["name"]]
+        assert task.dataset == dataset and tuple(cfg["task"]["classes"]) == task.classes
+        assert cfg["task"]["system"] == task.system and cfg["task"]["modality"] == task.modality
         assert cfg["model"]["name"] in registry.list_models()
+        assert (repo / cfg["prompts"]["cache"]).is_file()
 
 
 # ------------------------------------------------------------------------------------------- embedded defaults

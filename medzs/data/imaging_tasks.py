@@ -1,14 +1,14 @@
-"""Zero-shot imaging tasks: class codes of the imaging dataset adapters mapped to knowledge-base entries.
+"""Zero-shot imaging tasks: the imaging datasets' own label codes mapped to knowledge-base entries.
 
-Class codes are the labels of :mod:`medzs.data.imaging` (``KermanyDataset``: ``pneumonia``, ``bacterial``,
-``viral``, ``normal``; ``CovidCTDataset``: ``covid``, ``noncovid``); every class maps to an entry of
-``knowledge/cxr`` or ``knowledge/ct`` whose name, synonyms, definition and criteria the prompt writers use.
+Tasks are built with :func:`medzs.data.tasks.task_from_codes` from each dataset's code system, the ``codes`` key the
+knowledge-base entries list (``kermany`` in ``knowledge/cxr``, ``covid_ct`` in ``knowledge/ct``), so a class maps to
+the entry whose codes name it and the prompt writers use that entry's name, synonyms, definition and criteria.
 
-For pos/neg scoring (CheXzero-style softmax over a pair of prompts, Tiu et al., Nat Biomed Eng 2022,
-doi:10.1038/s41551-022-00936-9), :data:`NEGATIVE_KB_IDS` gives, per task and positive class, the entry whose
-prompts are the pair's negative side (``no finding`` for a radiograph finding, ``negative for pneumonia`` for
-COVID-19 on CT). A class that is itself the absence of findings (``normal``) has no negative entry: it is scored by
-softmax over classes, never negated a second time.
+For pos/neg scoring (CheXzero-style softmax over a pair of prompts; Tiu et al., Nat Biomed Eng 6:1399, 2022,
+doi:10.1038/s41551-022-00936-9), :data:`NEGATIVE_KB_IDS` gives, per task and positive class, the entry whose prompts
+are the pair's negative side (``no finding`` for a radiograph finding, ``negative for pneumonia`` for COVID-19 on
+CT). A class that is itself the absence of findings (``normal``) has no negative entry: it is scored by softmax
+over classes and never negated a second time.
 
 Sources: Kermany DS et al., Cell 172:1122, 2018, doi:10.1016/j.cell.2018.02.010; Zhao J et al., COVID-CT-Dataset,
 arXiv:2003.13865.
@@ -16,50 +16,38 @@ arXiv:2003.13865.
 
 from __future__ import annotations
 
-from medzs.data.tasks import Task
+from functools import cache
+
+from medzs.data.tasks import Task, task_from_codes
 from medzs.errors import SpecError
 
-#: Imaging tasks by name (the lead registers them in ``medzs.data.tasks.TASKS``).
-IMAGING_TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task(
-            name="cxr-pneumonia",
-            dataset="kermany",
-            label_set="pneumonia",
-            classes=("pneumonia",),
-            kb_ids={"pneumonia": "cxr.chexpert.Pneumonia"},
-            display_names={"pneumonia": "pneumonia"},
-        ),
-        Task(
-            name="cxr-pneumonia-type",
-            dataset="kermany",
-            label_set="subtype",
-            classes=("normal", "bacterial", "viral"),
-            kb_ids={"normal": "cxr.chexpert.NoFinding", "bacterial": "cxr.pneumonia.Bacterial",
-                    "viral": "cxr.pneumonia.Viral"},
-            display_names={"normal": "no finding", "bacterial": "bacterial pneumonia", "viral": "viral pneumonia"},
-        ),
-        Task(
-            name="ct-covid",
-            dataset="covid-ct",
-            label_set="covid",
-            classes=("covid",),
-            kb_ids={"covid": "ct.covid.COVID19Pneumonia"},
-            display_names={"covid": "COVID-19 pneumonia"},
-        ),
-    )
+#: Task name -> (dataset, code system, classes, modality, display names).
+_TASK_SPECS: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, str]]] = {
+    "cxr-pneumonia": ("kermany", "kermany", ("pneumonia",), "cxr", {}),
+    "cxr-pneumonia-type": ("kermany", "kermany", ("normal", "bacterial", "viral"), "cxr", {}),
+    "ct-covid": ("covid-ct", "covid_ct", ("CT_COVID",), "ct", {}),
 }
 
 #: Task -> positive class -> knowledge-base entry of the negative prompt of its pos/neg pair.
 NEGATIVE_KB_IDS: dict[str, dict[str, str]] = {
     "cxr-pneumonia": {"pneumonia": "cxr.chexpert.NoFinding"},
     "cxr-pneumonia-type": {"bacterial": "cxr.chexpert.NoFinding", "viral": "cxr.chexpert.NoFinding"},
-    "ct-covid": {"covid": "ct.covid.NegativeForPneumonia"},
+    "ct-covid": {"CT_COVID": "ct.covid.NegativeForPneumonia"},
 }
 
 #: Default scoring of each task (``posneg``: softmax over the class's pos/neg pair; ``softmax``: over classes).
 DEFAULT_SCORING: dict[str, str] = {"cxr-pneumonia": "posneg", "cxr-pneumonia-type": "softmax", "ct-covid": "posneg"}
+
+
+@cache
+def imaging_tasks() -> dict[str, Task]:
+    """The imaging tasks by name (built from the knowledge base once; the lead registers them in ``TASKS``).
+
+    Raises:
+        SpecError: a class code without a knowledge-base entry in its code system.
+    """
+    return {name: task_from_codes(name, classes, system, dataset=dataset, modality=modality, names=names or None)
+            for name, (dataset, system, classes, modality, names) in _TASK_SPECS.items()}
 
 
 def get_imaging_task(name: str) -> Task:
@@ -68,10 +56,9 @@ def get_imaging_task(name: str) -> Task:
     Raises:
         SpecError: unknown name (the message lists the imaging tasks).
     """
-    try:
-        return IMAGING_TASKS[name]
-    except KeyError:
-        raise SpecError(f"get_imaging_task: unknown task {name!r}; expected one of {sorted(IMAGING_TASKS)}") from None
+    if name not in _TASK_SPECS:
+        raise SpecError(f"get_imaging_task: unknown task {name!r}; expected one of {sorted(_TASK_SPECS)}")
+    return imaging_tasks()[name]
 
 
 def negative_kb_id(task: str, class_code: str) -> str | None:
@@ -79,4 +66,4 @@ def negative_kb_id(task: str, class_code: str) -> str | None:
     return NEGATIVE_KB_IDS.get(task, {}).get(class_code)
 
 
-__all__ = ["DEFAULT_SCORING", "IMAGING_TASKS", "NEGATIVE_KB_IDS", "get_imaging_task", "negative_kb_id"]
+__all__ = ["DEFAULT_SCORING", "NEGATIVE_KB_IDS", "get_imaging_task", "imaging_tasks", "negative_kb_id"]
