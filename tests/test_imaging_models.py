@@ -443,7 +443,12 @@ def test_ctclip_layout_loads_strictly_and_embeds_the_shared_ct(tmp_path, ct_volu
 # ------------------------------------------------------------------------------------------- imaging tasks
 def test_imaging_tasks_map_to_kb_entries_and_adapter_labels():
     from medzs.data.imaging import CovidCTDataset, KermanyDataset
-    from medzs.data.imaging_tasks import DEFAULT_SCORING, NEGATIVE_KB_IDS, imaging_tasks, negative_kb_id
+    from medzs.data.imaging_tasks import (
+        DEFAULT_SCORING,
+        NEGATIVE_KB_IDS,
+        imaging_tasks,
+        negative_kb_id,
+    )
     from medzs.knowledge.loader import knowledge_dir, load_entry
 
     datasets = {"kermany": KermanyDataset(), "covid-ct": CovidCTDataset()}
