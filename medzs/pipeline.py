@@ -59,6 +59,7 @@ def _schema():
         llm: StrictStr | None = None
 
     class ScoringSpec(_Strict):
+        method: Literal["cosine", "softmax", "posneg"] | None = None
         softmax: StrictBool = False
         fusion: Literal["rank-average", "per-record"] = "rank-average"
         fusion_weight: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -229,11 +230,12 @@ def parse_pipeline(raw: Any, path: str | Path = "<memory>") -> PipelineConfig:
         if w is None or not w.is_file():
             raise SpecError(f"pipeline {path}: field 'model.weights': {d['model']['weights']} is not a file")
     if isinstance(d["task"], str):
-        from medzs.data.tasks import TASKS
+        from medzs.data.tasks import get_task
 
-        if d["task"] not in TASKS:
-            raise SpecError(f"pipeline {path}: field 'task': unknown task {d['task']!r} (expected one of "
-                            f"{sorted(TASKS)}, or a mapping with classes and system)")
+        try:
+            get_task(d["task"])
+        except SpecError as exc:
+            raise SpecError(f"pipeline {path}: field 'task': {exc} (or a mapping with classes and system)") from None
     parent = Path(d["output"]).parent
     if Path(d["output"]).is_file():
         raise SpecError(f"pipeline {path}: field 'output': {d['output']} is a file (expected a folder)")
@@ -266,6 +268,21 @@ def _resolve(p: str | None) -> Path | None:
         return None
     q = Path(p)
     return q if q.is_absolute() or q.exists() else REPO_ROOT / q
+
+
+def scoring_method(cfg: PipelineConfig) -> str:
+    """``scoring.method``, defaulting to ``softmax`` when ``scoring.softmax`` is true, else ``cosine``.
+
+    Raises:
+        SpecError: ``method`` and ``softmax: true`` disagree.
+    """
+    method = cfg.scoring.get("method")
+    soft = bool(cfg.scoring.get("softmax"))
+    if method is None:
+        return "softmax" if soft else "cosine"
+    if soft and method != "softmax":
+        raise SpecError(f"pipeline {cfg.path}: scoring.softmax: true contradicts scoring.method: {method}")
+    return method
 
 
 def build_task(cfg: PipelineConfig, dataset: Any = None):
@@ -357,11 +374,16 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
         model = registry.create_model(mname, weights=cfg.model.get("weights"))
         prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"),
                                llm=cfg.prompts.get("llm"))
-        class_side = class_scorer(model, prompts, list(task.classes), softmax=bool(cfg.scoring.get("softmax")))
+        method = scoring_method(cfg)
+        if method == "posneg":
+            from medzs.prompts.tasks import posneg_prompts
+
+            prompts = posneg_prompts(task, prompts, cfg.prompts.get("cache"))
+        class_side = class_scorer(model, prompts, list(task.classes), softmax=method == "softmax")
     criteria = registry.create_scorer(crit_name) if crit_name else None
     engine = Engine(model, class_side, criteria=criteria, task=task if criteria is not None else None,
                     fusion=fusion, fusion_weight=float(cfg.scoring.get("fusion_weight", 0.5)),
-                    softmax=bool(cfg.scoring.get("softmax")), precision=eng_cfg.get("precision", "fp32"),
+                    softmax=scoring_method(cfg) == "softmax", precision=eng_cfg.get("precision", "fp32"),
                     quality=bool(eng_cfg.get("quality", True)), modality=getattr(task, "modality", "ecg"))
     n, c = len(records), len(task.classes)
     scores = np.full((n, c), np.nan, dtype=np.float32)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from medzs.encoders._loading import strict_load as _strict_load
 from medzs.errors import SpecError
 from medzs.spec import ECGInputSpec, InputSpec
 
@@ -587,19 +588,6 @@ def _load_merl(model, config: ModelConfig, path: Path) -> None:
     else:
         logger.warning("model %s: checkpoint %s has no text tower; the text projection is untrained",
                        config.name, path)
-
-
-def _strict_load(module, state, name, path) -> None:
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    bad = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or bad:
-        raise SpecError(
-            f"model {name}: checkpoint {path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}, "
-            f"shape mismatches {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:5]]}"
-        )
-    module.load_state_dict(state, strict=True)
 
 
 def create_model(name: str, weights: str | Path | None = None, device: str = "cpu", **overrides: Any):

@@ -66,7 +66,7 @@ def test_criteria_scorer_rows_scores_and_errors(criteria_run, inputs: list[str])
     assert df["record_index"].tolist() == list(range(len(inputs)))
     assert df["source_format"].tolist()[:7] == ["wfdb"] * 6 + ["muse"]
     assert df["status"].tolist() == ["ok"] * 7 + ["error"] and df["error_class"].iat[7] == "RecordError"
-    assert set(df["model"]) == {SCORER} and list(df.columns[6:6 + len(classes)]) == [f"score_{c}" for c in classes]
+    assert set(df["model"]) == {SCORER} and list(df.columns[7:7 + len(classes)]) == [f"score_{c}" for c in classes]
     ok = df[df["status"] == "ok"]
     for c in ("SR", "AFIB", "STACH", "SBRAD", "SARRH"):
         assert np.isfinite(ok[f"score_{c}"]).all() and ok[f"score_{c}"].between(0, 1).all()

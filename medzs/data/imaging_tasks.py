@@ -16,18 +16,11 @@ arXiv:2003.13865.
 
 from __future__ import annotations
 
-from functools import cache
-
-from medzs.data.tasks import Task, task_from_codes
+from medzs.data.tasks import _IMAGING_TASK_SPECS as _TASK_SPECS
+from medzs.data.tasks import Task, imaging_tasks
 from medzs.errors import SpecError
 
 #: Task name -> (dataset, code system, classes, modality, display names).
-_TASK_SPECS: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, str]]] = {
-    "cxr-pneumonia": ("kermany", "kermany", ("pneumonia",), "cxr", {}),
-    "cxr-pneumonia-type": ("kermany", "kermany", ("normal", "bacterial", "viral"), "cxr", {}),
-    "ct-covid": ("covid-ct", "covid_ct", ("CT_COVID",), "ct", {}),
-}
-
 #: Task -> positive class -> knowledge-base entry of the negative prompt of its pos/neg pair.
 NEGATIVE_KB_IDS: dict[str, dict[str, str]] = {
     "cxr-pneumonia": {"pneumonia": "cxr.chexpert.NoFinding"},
@@ -37,17 +30,6 @@ NEGATIVE_KB_IDS: dict[str, dict[str, str]] = {
 
 #: Default scoring of each task (``posneg``: softmax over the class's pos/neg pair; ``softmax``: over classes).
 DEFAULT_SCORING: dict[str, str] = {"cxr-pneumonia": "posneg", "cxr-pneumonia-type": "softmax", "ct-covid": "posneg"}
-
-
-@cache
-def imaging_tasks() -> dict[str, Task]:
-    """The imaging tasks by name (built from the knowledge base once; the lead registers them in ``TASKS``).
-
-    Raises:
-        SpecError: a class code without a knowledge-base entry in its code system.
-    """
-    return {name: task_from_codes(name, classes, system, dataset=dataset, modality=modality, names=names or None)
-            for name, (dataset, system, classes, modality, names) in _TASK_SPECS.items()}
 
 
 def get_imaging_task(name: str) -> Task:

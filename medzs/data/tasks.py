@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 from medzs.data.ptbxl import FORM_CODES, RHYTHM_CODES, STATEMENT_CODES, SUBCLASSES, SUPERCLASSES
 from medzs.errors import SpecError
@@ -268,16 +269,37 @@ def task_from_codes(name: str, classes: Sequence[str], system: str, dataset: str
                 modality=modality)
 
 
+#: Imaging tasks (:mod:`medzs.data.imaging_tasks`): name -> (dataset, code system, classes, modality, names).
+_IMAGING_TASK_SPECS: dict[str, tuple[str, str, tuple[str, ...], str, dict[str, str]]] = {
+    "cxr-pneumonia": ("kermany", "kermany", ("pneumonia",), "cxr", {}),
+    "cxr-pneumonia-type": ("kermany", "kermany", ("normal", "bacterial", "viral"), "cxr", {}),
+    "ct-covid": ("covid-ct", "covid_ct", ("CT_COVID",), "ct", {}),
+}
+
+
+@cache
+def imaging_tasks() -> dict[str, Task]:
+    """The imaging tasks by name (built from the knowledge base once, on first use; :func:`get_task` finds them).
+
+    Raises:
+        SpecError: a class code without a knowledge-base entry in its code system.
+    """
+    return {name: task_from_codes(name, classes, system, dataset=dataset, modality=modality, names=names or None)
+            for name, (dataset, system, classes, modality, names) in _IMAGING_TASK_SPECS.items()}
+
+
 def get_task(name: str) -> Task:
     """Look up a task by name (``ptbxl-super``, ``ptbxl-sub``, ``ptbxl-form``, ``ptbxl-rhythm``, ``ptbxl-all``).
 
     Raises:
         SpecError: unknown name.
     """
-    try:
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        raise SpecError(f"get_task: unknown task {name!r}; expected one of {sorted(TASKS)}") from None
+    imaging = imaging_tasks()  # built from the knowledge base on first use
+    if name in imaging:
+        return imaging[name]
+    raise SpecError(f"get_task: unknown task {name!r}; expected one of {sorted([*TASKS, *imaging])}")
 
 
 __all__ = [

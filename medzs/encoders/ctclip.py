@@ -315,7 +315,7 @@ def load_ctclip(model: CTCLIP, config, path: Path) -> None:
     Raises:
         SpecError: missing/unexpected keys or shape mismatches.
     """
-    from medzs.registry import _strict_load
+    from medzs.encoders._loading import strict_load as _strict_load
 
     blob = torch.load(path, map_location="cpu", weights_only=True)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob

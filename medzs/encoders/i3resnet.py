@@ -239,7 +239,7 @@ def load_merlin(model: MerlinZeroShot, config, path: Path) -> None:
     Raises:
         SpecError: missing/unexpected keys or shape mismatches.
     """
-    from medzs.registry import _strict_load
+    from medzs.encoders._loading import strict_load as _strict_load
 
     blob = torch.load(path, map_location="cpu", weights_only=True)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
@@ -322,7 +322,7 @@ def load_i3resnet_backbone(model: CTFeatureExtractor, config, path) -> None:
 
 
 def _load_backbone_state(model: CTFeatureExtractor, state: dict, name: str, where) -> None:
-    from medzs.registry import _strict_load
+    from medzs.encoders._loading import strict_load as _strict_load
 
     prefixes = ("visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet.")
     state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -83,7 +83,7 @@ def load_openai_clip(model: OpenCLIPZeroShot, config, path: Path) -> None:
     Raises:
         SpecError: missing/unexpected keys or shape mismatches (first five of each named).
     """
-    from medzs.registry import _strict_load
+    from medzs.encoders._loading import strict_load as _strict_load
 
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -167,7 +167,7 @@ def load_open_clip(model: OpenCLIPZeroShot, config, path: Path) -> None:
     Raises:
         SpecError: missing/unexpected keys or shape mismatches.
     """
-    from medzs.registry import _strict_load
+    from medzs.encoders._loading import strict_load as _strict_load
 
     path = Path(path)
     if path.suffix == ".safetensors":

@@ -82,4 +82,43 @@ def task_prompts(task, writer_name: str, cache_path: str | Path | None, kb_path:
                                 class_codes={eid: code for code, (eid, _) in classes.items()})
 
 
-__all__ = ["task_prompts"]
+def posneg_prompts(task, prompts, cache_path: str | Path | None = None) -> dict:
+    """Pos/neg pairs for ``scoring.method: posneg`` (CheXzero style, softmax over the pair per class).
+
+    The positives are the class's prompts. The negatives are the prompts of the knowledge-base entry that states the
+    finding's absence where the task names one (:data:`medzs.data.imaging_tasks.NEGATIVE_KB_IDS`, e.g. "no finding"
+    for pneumonia), written by the same grounded writer; otherwise the class name negated
+    (:func:`medzs.prompts.controls.negative_phrase`: "no X", and a "normal"/"no finding" class becomes "abnormal
+    ...", never a double negation).
+
+    Returns:
+        ``{class_code: PosNegClassPrompts}``.
+    """
+    from dataclasses import fields
+
+    from medzs.data.imaging_tasks import negative_kb_id
+    from medzs.data.tasks import Task
+    from medzs.prompts.controls import PosNegClassPrompts, negative_phrase
+    from medzs.prompts.types import Prompt
+
+    neg_ids = {c: negative_kb_id(task.name, c) for c in task.classes}
+    kb_negs = {c: e for c, e in neg_ids.items() if e}
+    written = {}
+    if kb_negs:
+        from medzs.knowledge.loader import load_entries
+
+        names = {e.id: e.name for e in load_entries()}
+        neg_task = Task(f"{task.name}-negatives", task.dataset, task.label_set, tuple(kb_negs),
+                        {c: e for c, e in kb_negs.items()}, {c: names.get(e, e) for c, e in kb_negs.items()})
+        written = task_prompts(neg_task, "grounded", cache_path)
+    out = {}
+    for c in task.classes:
+        cp = prompts[c]
+        negs = (tuple(written[c].prompts) if c in written
+                else (Prompt(negative_phrase(task.display_names[c])),))
+        base = {f.name: getattr(cp, f.name) for f in fields(cp) if f.name in {g.name for g in fields(PosNegClassPrompts)}}
+        out[c] = PosNegClassPrompts(**{**base, "writer": f"{cp.writer}+posneg"}, negatives=negs)
+    return out
+
+
+__all__ = ["posneg_prompts", "task_prompts"]
