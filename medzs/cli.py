@@ -174,6 +174,44 @@ def train_ecg(
     typer.echo(json.dumps({k: card[k] for k in ("weights", "sha256", "n_train", "seconds")}, indent=2))
 
 
+def _train_imaging(kind: str, out: Optional[Path], root: Optional[Path], epochs: Optional[int], seed: int,
+                   max_images: Optional[int], verbose: bool) -> None:
+    _setup(verbose)
+    from medzs.recipes_imaging import train_default
+
+    card = train_default(kind, out=out, root=root, epochs=epochs, seed=seed, max_images=max_images)
+    typer.echo(json.dumps({k: card.get(k) for k in ("weights", "sha256", "n_train", "seconds")}, indent=2,
+                          default=str))
+
+
+@train_app.command("cxr")
+def train_cxr(
+    out: Optional[Path] = typer.Option(None, help="Checkpoint to write (default: runs/train/...; the shipped weights "
+                                                  "are replaced only when named here).", callback=_not_a_folder),
+    root: Optional[Path] = typer.Option(None, help="Kermany-style folder (default: the shared mirror)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: the recipe's, chosen by CV)."),
+    seed: int = typer.Option(0, help="Seed."),
+    max_images: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images (smoke runs)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the embedded chest-radiograph default (pneumonia, Kermany training part; docs/model-card-imaging.md)."""
+    _train_imaging("cxr", out, root, epochs, seed, max_images, verbose)
+
+
+@train_app.command("ct")
+def train_ct(
+    out: Optional[Path] = typer.Option(None, help="Checkpoint to write (default: runs/train/...; the shipped weights "
+                                                  "are replaced only when named here).", callback=_not_a_folder),
+    root: Optional[Path] = typer.Option(None, help="COVID-CT slices folder (default: the shared mirror)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: the recipe's, chosen by CV)."),
+    seed: int = typer.Option(0, help="Seed."),
+    max_images: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images (smoke runs)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train the embedded CT-slice default (COVID-19, source-group-disjoint training part)."""
+    _train_imaging("ct", out, root, epochs, seed, max_images, verbose)
+
+
 @kb_app.command("build")
 def kb_build(
     path: Optional[Path] = typer.Option(None, help="Chroma folder (default: $MEDZS_HOME/chroma).", callback=_no_file),
