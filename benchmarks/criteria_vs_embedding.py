@@ -100,13 +100,11 @@ def embedding_scores(ds, ids, model_name: str, work: Path) -> tuple[dict[str, np
     import torch
 
     from medzs.data.tasks import get_task
-    from medzs.pipeline import load_ptbxl_signals, task_prompts
+    from medzs.pipeline import embed_ptbxl, task_prompts
     from medzs.scoring import class_embeddings, similarity
-    from medzs.train import embed_signals
 
     model = registry.create_model(model_name)
-    x = load_ptbxl_signals(ds, ids, model.config.input_spec, progress=False)
-    emb = embed_signals(model, x)
+    emb = embed_ptbxl(model, ds, ids)
     out: dict[str, np.ndarray] = {}
     for task_name in ("ptbxl-rhythm", "ptbxl-form", "ptbxl-all"):
         task = get_task(task_name)

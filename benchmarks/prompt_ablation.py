@@ -138,7 +138,7 @@ def main() -> None:
     from medzs.knowledge.kb import passages_from_entry
     from medzs.knowledge.loader import load_entries
     from medzs.metrics import evaluate
-    from medzs.pipeline import load_ptbxl_signals
+    from medzs.pipeline import embed_ptbxl
     from medzs.prompts.cache import build_task_prompts
     from medzs.prompts.controls import (
         RandomWordsWriter,
@@ -148,7 +148,6 @@ def main() -> None:
         variant_task_prompts,
     )
     from medzs.prompts.grounded import GroundedWriter
-    from medzs.train import embed_signals
 
     t0 = time.time()
     root = args.root or default_root()
@@ -175,8 +174,7 @@ def main() -> None:
         ids = [i for i in ds.split("test9-10") if i in lab.index]
         task_labels[name] = lab.loc[ids, list(task.classes)]
     all_ids = sorted({i for lab in task_labels.values() for i in lab.index})
-    x = load_ptbxl_signals(ds, all_ids, model.config.input_spec, progress=False)
-    emb_all = embed_signals(model, x)
+    emb_all = embed_ptbxl(model, ds, all_ids)
     row_of = {i: r for r, i in enumerate(all_ids)}
     logger.info("embedded %d records of folds 9-10 with %s in %.0f s", len(all_ids), args.model, time.time() - t0)
 

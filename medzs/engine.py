@@ -252,6 +252,8 @@ class Engine:
         embeddings: Also return each record's ``(D,)`` embedding (for linear probes).
         quality: Run the modality's plausibility checks (:mod:`medzs.quality`).
         modality: Overrides the model's modality (``"ecg"`` for a criteria scorer alone).
+        explain: With a criteria scorer, add each record's per-class criteria explanation
+            (:meth:`medzs.criteria.CriteriaScorer.explain`) to its row as ``criteria_explanation``.
         pre_transform: ``sample -> sample`` applied right after reading, before the checks (e.g. a benchmark's
             published pre-step, :func:`medzs.benchmarks.merl.cpsc_first_2500`).
     """
@@ -259,7 +261,8 @@ class Engine:
     def __init__(self, model: Any = None, class_scorer: Any = None, criteria: Any = None, task: Any = None,
                  fusion: str = "per-record", fusion_weight: float = 0.5, softmax: bool = False,
                  precision: str = "fp32", embeddings: bool = False, quality: bool = True,
-                 modality: str | None = None, pre_transform: Callable[[Any], Any] | None = None) -> None:
+                 modality: str | None = None, pre_transform: Callable[[Any], Any] | None = None,
+                 explain: bool = False) -> None:
         if model is None and criteria is None:
             raise SpecError("Engine: give a model, a criteria scorer, or both")
         if model is not None and class_scorer is None and not embeddings:
@@ -287,6 +290,7 @@ class Engine:
         self.precision = resolve_precision(precision, model.config if model is not None else None)
         self.embeddings = bool(embeddings)
         self.pre_transform = pre_transform
+        self.explain = bool(explain) and criteria is not None
         self._prep = preprocessor(self.spec) if self.spec is not None else None
         self._quality = quality_check(self.modality) if quality else None
         if class_scorer is not None:
@@ -437,6 +441,8 @@ class Engine:
             except Exception:  # noqa: BLE001 - isolate the record that breaks the batch
                 parts = None
             for j, i in enumerate(ok):
+                if self.explain:
+                    rows[i]["criteria_explanation"] = self.criteria.explain(read[i]["m"], self.task)
                 if parts is not None:
                     rows[i].update({k: v[j] for k, v in parts.items()})
                     continue

@@ -336,6 +336,7 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     from medzs import __version__, registry
     from medzs.engine import Engine, Record
     from medzs.metrics import evaluate
+    from medzs.prompts.controls import variant_provenance
     from medzs.report import write_report
     from medzs.scoring import fuse_rank_average
 
@@ -384,13 +385,15 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     engine = Engine(model, class_side, criteria=criteria, task=task if criteria is not None else None,
                     fusion=fusion, fusion_weight=float(cfg.scoring.get("fusion_weight", 0.5)),
                     softmax=scoring_method(cfg) == "softmax", precision=eng_cfg.get("precision", "fp32"),
-                    quality=bool(eng_cfg.get("quality", True)), modality=getattr(task, "modality", "ecg"))
+                    quality=bool(eng_cfg.get("quality", True)), modality=getattr(task, "modality", "ecg"),
+                    explain=criteria is not None)
     n, c = len(records), len(task.classes)
     scores = np.full((n, c), np.nan, dtype=np.float32)
     parts = np.full((2, n, c), np.nan, dtype=np.float32) if (criteria is not None and model is not None) else None
     ok = np.zeros(n, dtype=bool)
     errors: list[dict[str, Any]] = []
     flags: dict[str, str] = {}
+    explanations: list[dict[str, Any]] = []
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n, unit="record", desc=f"zeroshot {ds.name}", disable=not progress, dynamic_ncols=True)
@@ -406,6 +409,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
                     continue
                 ok[i] = True
                 scores[i] = row["scores"]
+                if "criteria_explanation" in row:
+                    explanations.append({**row["criteria_explanation"], "record_id": records[i].source_id})
                 if parts is not None:
                     parts[0, i], parts[1, i] = row["embedding_scores"], row["criteria_scores"]
     finally:
@@ -448,12 +453,14 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
                      "passage_ids": {k: sorted({i for p in prompts[k].prompts for i in p.passage_ids})
                                      for k in task.classes},
                      "prompt_passage_ids": {k: [list(p.passage_ids) for p in prompts[k].prompts]
-                                            for k in task.classes}}
+                                            for k in task.classes},
+                     "variant": variant_provenance(prompts)}
                     if prompts is not None else None),
         "scoring": {**cfg.scoring, "method": class_side.kind if class_side is not None else "criteria"},
-        "hybrid": ({"scorer": crit_name, "fusion": fusion, "weight": cfg.scoring.get("fusion_weight", 0.5),
+        "hybrid": ({"name": crit_name, "fusion": fusion, "weight": cfg.scoring.get("fusion_weight", 0.5),
                     "not_scorable": not_scorable} if parts is not None else None),
         "not_scorable": not_scorable or None,
+        "explanations": "criteria_explanations.json" if explanations else None,
         "errors": errors,
         "quality_flags": {"n_flagged": len(flags)},
         "metrics": {"n_boot": n_boot, "seed": seed, "min_positives": min_pos},
@@ -465,8 +472,49 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     out = Path(out_dir or cfg.output)
     files = write_report(out, record_ids=ids, classes=list(task.classes), scores=scores, y_true=y, table=table,
                          macro=macro, provenance=provenance)
+    if explanations:
+        import json
+
+        from medzs.criteria import EXPLANATIONS_FILE, _jsonable
+
+        doc = {"scorer": crit_name, "classes": list(task.classes), "not_scorable": not_scorable,
+               "provenance": {"task": task.name, "pipeline": cfg.name}, "records": explanations}
+        path = out / EXPLANATIONS_FILE
+        path.write_text(json.dumps(_jsonable(doc), separators=(",", ":"), allow_nan=False, ensure_ascii=False) + "\n")
+        files = {**files, "criteria_explanations": path}
     return {"table": table, "macro": macro, "files": files, "n_records": int(ok.sum()), "n_errors": len(errors),
             "errors": errors, "task": task, "dataset": ds}
+
+
+def embed_ptbxl(model: Any, db: Any, ecg_ids: Any, batch_size: int = 64, progress: bool = False) -> Any:
+    """``(N, D)`` embeddings of PTB-XL records through the engine (same reader, quality checks and InputSpec
+    transforms as ``medzs zeroshot``), for benchmarks that score many prompt sets on one set of embeddings.
+
+    Reads the 100 Hz files for a model of 100 Hz or less, else the 500 Hz files (falling back to the other rate where
+    the local copy lacks a file).
+
+    Raises:
+        RecordError: a record fails to read or the quality rule (the message names it).
+    """
+    import numpy as np
+
+    from medzs.engine import Engine, Record
+    from medzs.errors import RecordError
+
+    fs = 100 if getattr(model.config.input_spec, "fs", 500) <= 100 else 500
+    records = []
+    for i, eid in enumerate(ecg_ids):
+        path = db.record_path(int(eid), fs=fs)
+        if not path.with_suffix(".hea").is_file():
+            path = db.record_path(int(eid), fs=600 - fs)
+        records.append(Record(i, str(path.with_suffix(".hea")), str(int(eid)), "wfdb"))
+    out = []
+    for rows in Engine(model, None, embeddings=True).stream(records, batch_size):
+        for row in rows:
+            if row["status"] != "ok":
+                raise RecordError(row["error_message"] or f"record {records[int(row['record_index'])].source_id}")
+            out.append(row["embedding"])
+    return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
 
 def _run_benchmark(cfg: PipelineConfig, out_dir: str | Path | None) -> dict[str, Any]:

@@ -247,7 +247,7 @@ def predict(inputs: Sequence[str | os.PathLike[str]], task: str = DEFAULT_TASK, 
     with redact_logs():
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
-            reads = [engine.read(r) for r in batch]
+            reads = engine.read_batch(batch)
             rows = engine.score_read(batch, reads)
             for rec, rd, row in zip(batch, reads, rows):
                 out_records.append(_answer(rec, rd, row, t, classes, prompts, calib, top, emb_t, text_row,

@@ -86,7 +86,7 @@ def test_criteria_scores_match_the_scorer_on_the_same_files(criteria_run, inputs
 
     _, _, df = criteria_run
     direct = create_scorer(SCORER).score([read_ecg(p) for p in inputs[:7]], TASK)
-    got = df.iloc[:7, 6:6 + direct.shape[1]].to_numpy(dtype=np.float64)
+    got = df.iloc[:7, 7:7 + direct.shape[1]].to_numpy(dtype=np.float64)
     np.testing.assert_allclose(got, direct, atol=1e-6, equal_nan=True)
 
 

@@ -279,8 +279,7 @@ def real_run(ptbxl_root):
 
     from medzs import registry
     from medzs.data.ptbxl import PTBXL
-    from medzs.pipeline import load_ptbxl_signals
-    from medzs.train import embed_signals
+    from medzs.pipeline import embed_ptbxl
 
     torch.manual_seed(0)
     name = "ecg-resnet18.medzs-ptbxl"
@@ -291,7 +290,7 @@ def real_run(ptbxl_root):
     ds = PTBXL(ptbxl_root)
     labels = ds.labels("super", drop_empty=True, v1_0_3_only=True)
     ids = [i for i in ds.split("train") if i in labels.index][:40]
-    emb = embed_signals(model, load_ptbxl_signals(ds, ids, model.config.input_spec, progress=False))
+    emb = embed_ptbxl(model, ds, ids)
 
     def encode(texts):
         with torch.no_grad():
