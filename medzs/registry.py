@@ -102,7 +102,8 @@ def register(config: ModelConfig) -> ModelConfig:
 register(ModelConfig(
     name="ecg-resnet18.medzs-ptbxl",
     arch="ecg-resnet18",
-    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore"),
+    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore",
+                            accepts_masked=True, min_leads=1),
     trainable_text_layers=1,
     weights=str(WEIGHTS_DIR / "ecg-resnet18.medzs-ptbxl.pt"),
     sha256=None,  # filled in from the weights' model card (medzs/weights/*.json) at load time
@@ -130,7 +131,8 @@ register(ModelConfig(
 register(ModelConfig(
     name="ecg-resnet18.random",
     arch="ecg-resnet18",
-    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore"),
+    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore",
+                            accepts_masked=True, min_leads=1),
     weights=None,
     source="random initialisation (seeded): a control and the starting point of `medzs train ecg`",
     licence="Apache-2.0",
