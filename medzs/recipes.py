@@ -565,3 +565,32 @@ def _default_recipe():
 
 DEFAULT_RECIPE = _default_recipe()
 DEFAULT_TEXT_MODE = "statements"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m medzs.recipes [--data ROOT] [--out PATH] [--replace-default] ...``: :func:`train_ecg` from a shell
+    (the same arguments ``medzs train ecg`` takes)."""
+    import argparse
+    import os
+
+    for k, v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1")):
+        os.environ.setdefault(k, v)
+    ap = argparse.ArgumentParser(prog="python -m medzs.recipes", description="Train the embedded ECG model.")
+    ap.add_argument("--data", default=None, help="PTB-XL root (default: ptbxl2k/ptbxl500 next to the checkout)")
+    ap.add_argument("--out", default=None, help="checkpoint path (default: a new file under $MEDZS_HOME/models)")
+    ap.add_argument("--replace-default", action="store_true", help="write the shipped medzs/weights checkpoint")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--text-mode", default=None, choices=TEXT_MODES)
+    ap.add_argument("--max-records", type=int, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    card = train_ecg(args.data, args.out, replace_default=args.replace_default, epochs=args.epochs, seed=args.seed,
+                     threads=args.threads, text_mode=args.text_mode, max_records=args.max_records, progress=False)
+    print(json.dumps({k: card[k] for k in ("weights", "sha256", "n_train", "seconds", "text_mode")}))
+    return card
+
+
+if __name__ == "__main__":
+    main()

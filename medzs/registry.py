@@ -107,10 +107,13 @@ register(ModelConfig(
     trainable_text_layers=1,
     weights=str(WEIGHTS_DIR / "ecg-resnet18.medzs-ptbxl.pt"),
     sha256=None,  # filled in from the weights' model card (medzs/weights/*.json) at load time
-    source="trained by medzs on PTB-XL folds 1-8 of the 500-record mirror (`medzs train ecg`); see docs/model-card.md",
+    source="trained by medzs on PTB-XL strat_fold 1-8 of the 1,978-record ptbxl2k mirror (1,482 ECGs at 100 Hz; "
+           "`medzs train ecg`), knowledge-grounded training text, lead-dropout and 3x4-layout masking; "
+           "see docs/model-card.md",
     licence="CC-BY-4.0 (trained on PTB-XL, CC-BY-4.0); code Apache-2.0",
     paper="medzs model card (docs/model-card.md); recipe after " + _MERL_PAPER,
-    description="Embedded default: MERL-shaped ResNet1D-18 (12 x 1000 @ 100 Hz) + MiniLM-L6 text tower",
+    description="Embedded default: MERL-shaped ResNet1D-18 (12 x 1000 @ 100 Hz; missing/partial leads masked) + "
+                "MiniLM-L6 text tower",
 ))
 
 register(ModelConfig(
