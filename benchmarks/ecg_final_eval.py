@@ -4,8 +4,8 @@ Zero-shot AUROC per class and per task (super/sub/form/rhythm) with the committe
 rank-average hybrid with ``ecg-criteria.kb`` at the fusion weight chosen by cross-validation, and the partial-lead
 table (full 12-lead, 3x4 printout layout, lead I only, limb leads only, 6 random leads per record).
 
-    python benchmarks/ecg_final_eval.py --weights medzs/weights/ecg-resnet18.medzs-ptbxl.pt --fusion-weight 0.5 \\
-        --out runs/final
+    python benchmarks/ecg_final_eval.py --weights medzs/weights/ecg-resnet18.medzs-ptbxl.pt \\
+        --fusion-weights super=0.5 sub=0.5 form=0.75 rhythm=0.75 --out runs/final
 """
 
 from __future__ import annotations
@@ -50,13 +50,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="checkpoint (default: the shipped one)")
     ap.add_argument("--root", default=None)
-    ap.add_argument("--fusion-weight", type=float, default=0.5, help="criteria weight of the hybrid (CV choice)")
+    ap.add_argument("--fusion-weights", nargs="*", default=["super=0.5", "sub=0.5", "form=0.5", "rhythm=0.5"],
+                    help="criteria weight of the hybrid per task, TASK=W (the CV choice)")
     ap.add_argument("--criteria", default="runs/cache/criteria_ptbxl2k_100hz.npz",
                     help="criteria scores cache (benchmarks/ecg_cv.py criteria_cache), recomputed when absent")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", default="runs/final")
+    ap.add_argument("--split", default="test9-10", help="PTB-XL split (smoke runs: train)")
+    ap.add_argument("--max-records", type=int, default=None, help="first N records only (smoke runs)")
     args = ap.parse_args()
+    fw = {k: float(v) for k, v in (a.split("=") for a in args.fusion_weights)}
 
     import torch
 
@@ -72,7 +76,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = PTBXL(args.root) if args.root else PTBXL()
-    ids = ds.split("test9-10")
+    ids = ds.split(args.split)[: args.max_records]
     name = "ecg-resnet18.medzs-ptbxl"
     model = registry.create_model(name, weights=args.weights) if args.weights else registry.create_model(name)
     model.eval()
@@ -99,16 +103,16 @@ def main() -> None:
         x = np.stack([preprocess(partial_samples(s, cond, rng), spec) for s in samples])
         scores[cond] = zero_shot_scores(model, x, prompt_sets)
     result = {"n_records": len(ids), "weights": args.weights or registry.get_config(name).weights,
-              "fusion_weight": args.fusion_weight, "tasks": {}, "partial": {}}
+              "fusion_weight": fw, "tasks": {}, "partial": {}}
     for t in TASKS:
         task = get_task(f"ptbxl-{t}")
-        lab = ds.labels(t).loc[ids, list(task.classes)]
+        lab = ds.labels(t, v1_0_3_only=True).reindex(ids)[list(task.classes)]
         keep = lab.notna().any(axis=1).to_numpy()
         y = lab.to_numpy()[keep]
         for mode in ("embedding", "hybrid", "criteria"):
             s = scores["full"][(t, "grounded")][keep]
             if mode == "hybrid":
-                s = fuse_rank_average(s, crit[t][keep], args.fusion_weight)
+                s = fuse_rank_average(s, crit[t][keep], fw[t])
             elif mode == "criteria":
                 s = crit[t][keep]
             table, macro = evaluate(y, s, list(task.classes), n_boot=args.n_boot, seed=0)

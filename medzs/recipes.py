@@ -565,7 +565,7 @@ def _default_recipe():
 
 
 DEFAULT_RECIPE = _default_recipe()
-DEFAULT_TEXT_MODE = "statements"
+DEFAULT_TEXT_MODE = "kb"
 
 
 def main(argv: list[str] | None = None) -> dict:
