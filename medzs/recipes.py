@@ -66,7 +66,12 @@ def entry_phrases(entry) -> list[str]:
     Returns:
         Distinct phrases, name first.
     """
-    from medzs.prompts.grounded import clean_text, lower_first, split_sentences, truncate_words
+    from medzs.prompts.grounded import (
+        clean_text,
+        lower_first,
+        split_sentences,
+        truncate_words,
+    )
 
     name = lower_first(clean_text(entry.name))
     out = [name]
@@ -115,8 +120,10 @@ class PTBXLTexts:
                                  mode if mode == "statements+classes" else "statements") for i in ecg_ids]
         if mode in ("statements", "statements+classes"):
             return
-        from medzs.data.tasks import kb_code, subclass_kb_id
+        from medzs.data.tasks import SUBCLASS_ONLY, SUBCLASSES, kb_code, subclass_kb_id
         from medzs.knowledge.loader import load_entries
+
+        SUBCLASS_KB_CODES = set(SUBCLASSES) | set(SUBCLASS_ONLY)
 
         by_id = {e.id: e for e in (entries if entries is not None else load_entries(modality="ecg"))}
         self.description = {c: str(st.loc[c, "description"]) for c in st.index}
@@ -125,11 +132,8 @@ class PTBXLTexts:
             ids = [f"ecg.scp.{kb_code(c)}"]
             if bool(st.loc[c, "diagnostic"]):
                 sub, sup = st.loc[c, "diagnostic_subclass"], st.loc[c, "diagnostic_class"]
-                if isinstance(sub, str):
-                    try:
-                        ids.append(subclass_kb_id(sub))
-                    except Exception:  # noqa: BLE001 - a subclass without KB entry is simply not used
-                        pass
+                if isinstance(sub, str) and sub in SUBCLASS_KB_CODES:
+                    ids.append(subclass_kb_id(sub))
                 if isinstance(sup, str):
                     ids.append(f"ecg.superclass.{kb_code(sup)}")
             self.entry_ids[c] = list(dict.fromkeys(e for e in ids if e in by_id))
@@ -355,7 +359,7 @@ def cross_validate_ptbxl(configs: dict[str, dict], root=None, label_set: str = "
     from medzs import registry
     from medzs.data.ptbxl import PTBXL, default_root
     from medzs.data.tasks import get_task
-    from medzs.train import TrainConfig, embed_signals, train_contrastive
+    from medzs.train import embed_signals, train_contrastive
 
     for tr, va in splits:
         if not (set(tr) | set(va)) <= set(range(1, 9)):

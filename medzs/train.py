@@ -191,8 +191,6 @@ def train_contrastive(
     """
     import torch
 
-    from medzs import registry
-
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     prev_det = torch.are_deterministic_algorithms_enabled()

@@ -38,7 +38,7 @@ def test_training_smoke_writes_a_loadable_checkpoint(tmp_path, ptbxl_root):
 def test_training_is_deterministic_and_never_overwrites_the_shipped_weights(tmp_path, ptbxl_root):
     from medzs.recipes import shipped_weights_path, train_ecg
 
-    kw = dict(epochs=1, max_records=12, text_mode="kb", progress=False, batch_size=6)
+    kw = {"epochs": 1, "max_records": 12, "text_mode": "kb", "progress": False, "batch_size": 6}
     a = train_ecg(ptbxl_root, tmp_path / "a.pt", **kw)
     b = train_ecg(ptbxl_root, tmp_path / "sub" / "b.pt", **kw)
     assert a["sha256"] == b["sha256"]  # same torch build and thread count: bit-identical file

@@ -444,7 +444,7 @@ def _preprocess_masked(signal: np.ndarray, leads: list[str], fs: float, who: str
             seg = resample(x[j, a:b], fs, spec.fs)
             if spec.bandpass_hz is not None:
                 seg = bandpass(seg, spec.fs, spec.bandpass_hz[0], spec.bandpass_hz[1])
-            a_out = a if fs == spec.fs else int(round(a * spec.fs / fs))
+            a_out = a if fs == spec.fs else round(a * spec.fs / fs)
             seg = seg[: max(0, n_out - a_out)]
             out[j, a_out:a_out + len(seg)] = seg
             mask[j, a_out:a_out + len(seg)] = True
