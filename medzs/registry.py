@@ -103,14 +103,18 @@ def register(config: ModelConfig) -> ModelConfig:
 register(ModelConfig(
     name="ecg-resnet18.medzs-ptbxl",
     arch="ecg-resnet18",
-    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore"),
+    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore",
+                            accepts_masked=True, min_leads=1),
     trainable_text_layers=1,
     weights=str(WEIGHTS_DIR / "ecg-resnet18.medzs-ptbxl.pt"),
     sha256=None,  # filled in from the weights' model card (medzs/weights/*.json) at load time
-    source="trained by medzs on PTB-XL folds 1-8 of the 500-record mirror (`medzs train ecg`); see docs/model-card.md",
+    source="trained by medzs on PTB-XL strat_fold 1-8 of the 1,978-record ptbxl2k mirror (1,482 ECGs at 100 Hz; "
+           "`medzs train ecg`), knowledge-grounded training text, lead-dropout and 3x4-layout masking; "
+           "see docs/model-card.md",
     licence="CC-BY-4.0 (trained on PTB-XL, CC-BY-4.0); code Apache-2.0",
     paper="medzs model card (docs/model-card.md); recipe after " + _MERL_PAPER,
-    description="Embedded default: MERL-shaped ResNet1D-18 (12 x 1000 @ 100 Hz) + MiniLM-L6 text tower",
+    description="Embedded default: MERL-shaped ResNet1D-18 (12 x 1000 @ 100 Hz; missing/partial leads masked) + "
+                "MiniLM-L6 text tower",
 ))
 
 register(ModelConfig(
@@ -131,7 +135,8 @@ register(ModelConfig(
 register(ModelConfig(
     name="ecg-resnet18.random",
     arch="ecg-resnet18",
-    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore"),
+    input_spec=ECGInputSpec(fs=100.0, duration_s=10.0, bandpass_hz=(0.5, 40.0), normalization="zscore",
+                            accepts_masked=True, min_leads=1),
     weights=None,
     source="random initialisation (seeded): a control and the starting point of `medzs train ecg`",
     licence="Apache-2.0",

@@ -200,7 +200,9 @@ def test_default_root(monkeypatch: pytest.MonkeyPatch, ptbxl_root: Path, tmp_pat
     assert default_root() == tmp_path
     monkeypatch.delenv("MEDZS_PTBXL_ROOT")
     monkeypatch.delenv("MEDZS_SHARED_DATA", raising=False)
-    assert default_root().resolve() == ptbxl_root.resolve()  # found next to this checkout
+    found = default_root().resolve()
+    big = ptbxl_root.parent / "ptbxl2k"  # the 1,978-record mirror is preferred when present
+    assert found == (big if (big / "ptbxl_database.csv").is_file() else ptbxl_root).resolve()
 
 
 # -- download ---------------------------------------------------------------------------------------------------

@@ -32,6 +32,43 @@ def test_training_smoke_writes_a_loadable_checkpoint(tmp_path, ptbxl_root):
     assert set(folds[card["data"]["ecg_ids"]]) <= set(range(1, 9))
     model = registry.create_model(DEFAULT, weights=out, sha256=card["sha256"])
     assert model.encode_text(["sinus rhythm"]).shape == (1, 256)
+    assert card["torch_threads"] == 2 and card["torch_version"] and card["deterministic"]
+
+
+def test_training_is_deterministic_and_never_overwrites_the_shipped_weights(tmp_path, ptbxl_root):
+    from medzs.recipes import shipped_weights_path, train_ecg
+
+    kw = {"epochs": 1, "max_records": 12, "text_mode": "kb", "progress": False, "batch_size": 6}
+    a = train_ecg(ptbxl_root, tmp_path / "a.pt", **kw)
+    b = train_ecg(ptbxl_root, tmp_path / "sub" / "b.pt", **kw)
+    assert a["sha256"] == b["sha256"]  # same torch build and thread count: bit-identical file
+    with pytest.raises(FileExistsError, match="replace_default=True"):
+        train_ecg(ptbxl_root, shipped_weights_path(), **kw)
+
+
+def test_knowledge_grounded_training_text(ptbxl_root):
+    from medzs.data.ptbxl import PTBXL
+    from medzs.recipes import PTBXLTexts
+
+    ds = PTBXL(ptbxl_root)
+    ids = [i for i in ds.split("train") if "IMI" in ds.database.loc[i, "scp_codes"]][:3]
+    assert ids
+    statements = PTBXLTexts(ds, ids, "statements")
+    names = PTBXLTexts(ds, ids, "names")
+    kb = PTBXLTexts(ds, ids, "kb")
+    rng = np.random.default_rng(0)
+    assert "inferior myocardial infarction" in statements(0, rng)
+    assert "myocardial infarction" in names.fixed(0).split(". ")  # the superclass entry's name
+    drawn = {kb(0, rng) for _ in range(200)}
+    assert len(drawn) > 10  # sampled anew at each draw
+    joined = " | ".join(drawn)
+    # definitions, criteria and synonyms of the IMI entry (knowledge/ecg/ecg.scp.IMI.yaml) all appear
+    assert "inferior myocardial infarction, with pathological Q waves" in joined
+    assert "inferior myocardial infarction: myocardial infarction, acute or healed" in joined
+    assert "diaphragmatic infarction" in joined
+    again = np.random.default_rng(0)
+    rng = np.random.default_rng(0)
+    assert [kb(0, rng) for _ in range(20)] == [kb(0, again) for _ in range(20)]
 
 
 def test_shipped_default_model_card_and_size():

@@ -117,6 +117,10 @@ _DB_COLUMNS = ("scp_codes", "report", "strat_fold", "filename_lr", "filename_hr"
 _STATEMENT_COLUMNS = ("description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass")
 
 
+#: Local mirror folders :func:`default_root` looks for, preferred first.
+DEFAULT_MIRRORS: tuple[str, ...] = ("ptbxl2k", "ptbxl500")
+
+
 def _repo_root() -> Path:
     # medzs/data/ptbxl.py -> medzs/data -> medzs -> checkout root
     return Path(__file__).resolve().parents[2]
@@ -126,8 +130,9 @@ def default_root() -> Path | None:
     """Locate a local PTB-XL copy.
 
     Order: the environment variable ``MEDZS_PTBXL_ROOT`` (returned as given, even if it does not exist, so
-    that a typo surfaces as a clear error when it is used); ``$MEDZS_SHARED_DATA/ecg/ptbxl500``;
-    ``<checkout>/../shared/data/ecg/ptbxl500`` (checkout found from this file); ``<cwd>/../shared/data/ecg/ptbxl500``.
+    that a typo surfaces as a clear error when it is used); then, for each of ``$MEDZS_SHARED_DATA/ecg``,
+    ``<checkout>/../shared/data/ecg`` (checkout found from this file) and ``<cwd>/../shared/data/ecg``: the
+    1,978-record mirror ``ptbxl2k`` (ecg_id 1-1999) when present, else the 500-record ``ptbxl500``.
 
     Returns:
         The directory, or None when no candidate exists.
@@ -135,15 +140,17 @@ def default_root() -> Path | None:
     env = os.environ.get("MEDZS_PTBXL_ROOT")
     if env:
         return Path(env).expanduser()
-    candidates = []
+    bases = []
     shared = os.environ.get("MEDZS_SHARED_DATA")
     if shared:
-        candidates.append(Path(shared).expanduser() / "ecg" / "ptbxl500")
-    candidates.append(_repo_root().parent / "shared" / "data" / "ecg" / "ptbxl500")
-    candidates.append(Path.cwd().parent / "shared" / "data" / "ecg" / "ptbxl500")
-    for cand in candidates:
-        if (cand / DATABASE_CSV).is_file():
-            return cand
+        bases.append(Path(shared).expanduser() / "ecg")
+    bases.append(_repo_root().parent / "shared" / "data" / "ecg")
+    bases.append(Path.cwd().parent / "shared" / "data" / "ecg")
+    for base in bases:
+        for name in DEFAULT_MIRRORS:
+            cand = base / name
+            if (cand / DATABASE_CSV).is_file():
+                return cand
     return None
 
 

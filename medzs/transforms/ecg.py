@@ -7,6 +7,16 @@ wrap them and return a new sample dict with ``signal``, ``leads`` and ``fs`` upd
 :func:`preprocess` applies, in the order of the contract (docs/architecture.md): reorder leads by name ->
 resample to ``spec.fs`` (polyphase, :func:`scipy.signal.resample_poly`) -> optional zero-phase Butterworth
 band-pass (:func:`scipy.signal.sosfiltfilt`) -> centre crop / zero pad to ``spec.duration_s`` -> normalisation.
+
+Missing and partial leads: when the spec declares ``accepts_masked`` (the encoder was trained with masked input),
+NaN samples and leads absent from the record are *masked* instead of refused. Each lead's finite runs are
+resampled and band-passed on their own (so filtering never spreads NaN), normalised with the statistics of the
+present samples only, and every masked sample is set to 0 after normalisation. A record with fewer than
+``spec.min_leads`` usable leads is still an error. ``layout="3x4"`` (or its auto-detection from the NaN pattern)
+handles ECGs digitised from the standard 3x4 printout, as in the PhysioNet/George B. Moody Challenge 2024
+(Reyna et al., "Digitization and Classification of ECG Images", Computing in Cardiology 2024): each lead keeps only
+its 2.5 s column (I/II/III 0-2.5 s, aVR/aVL/aVF 2.5-5 s, V1-V3 5-7.5 s, V4-V6 7.5-10 s) plus one full rhythm strip
+(lead II).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ def check_signal(
     leads: Sequence[str] | None = None,
     record: str | None = None,
     min_duration_s: float = MIN_DURATION_S,
+    allow_nan: bool = False,
 ) -> np.ndarray:
     """Validate one record's signal.
 
@@ -54,6 +65,7 @@ def check_signal(
         leads: Lead names (one per row), used in messages and checked for length.
         record: Record id/path for messages.
         min_duration_s: Shortest accepted duration, s.
+        allow_nan: Accept NaN samples (missing data, masked downstream); infinities are still refused.
 
     Returns:
         The signal as a float32 array (no copy when it already is one).
@@ -82,7 +94,7 @@ def check_signal(
             f"{who}: signal too short: {duration:g} s ({arr.shape[1]} samples at {fs:g} Hz), "
             f"expected at least {min_duration_s:g} s"
         )
-    finite = np.isfinite(arr)
+    finite = np.isfinite(arr) | (np.isnan(arr) if allow_nan else False)
     if not finite.all():
         row = int(np.flatnonzero(~finite.all(axis=1))[0])
         name = leads[row] if leads is not None else f"row {row}"
@@ -92,7 +104,8 @@ def check_signal(
 
 
 def reorder_leads(
-    signal: np.ndarray, leads: Sequence[str], target_leads: Sequence[str], record: str | None = None
+    signal: np.ndarray, leads: Sequence[str], target_leads: Sequence[str], record: str | None = None,
+    missing: str = "raise",
 ) -> np.ndarray:
     """Select and order leads by name.
 
@@ -102,12 +115,14 @@ def reorder_leads(
         target_leads: Wanted names in the wanted order; matched case-insensitively (:func:`lead_key`).
             Leads not listed are dropped.
         record: Record id for messages.
+        missing: ``"raise"`` (a wanted lead that is absent is an error) or ``"nan"`` (its row is all NaN, float).
 
     Returns:
         ``(len(target_leads), samples)`` array (a new array).
 
     Raises:
-        RecordError: a wanted lead is missing (names it), or ``leads`` has duplicate names or the wrong length.
+        RecordError: a wanted lead is missing (names it; ``missing="raise"``), or ``leads`` has duplicate names or
+            the wrong length.
     """
     who = _who(record)
     if len(leads) != np.shape(signal)[0]:
@@ -118,10 +133,17 @@ def reorder_leads(
         if key in index:
             raise RecordError(f"{who}: leads: duplicate lead {name!r} (expected unique lead names)")
         index[key] = i
-    missing = [t for t in target_leads if lead_key(t) not in index]
-    if missing:
+    absent = [t for t in target_leads if lead_key(t) not in index]
+    if absent and missing == "nan":
+        arr = np.asarray(signal, dtype=np.float32)
+        out = np.full((len(target_leads), arr.shape[1]), np.nan, dtype=np.float32)
+        for j, t in enumerate(target_leads):
+            if lead_key(t) in index:
+                out[j] = arr[index[lead_key(t)]]
+        return out
+    if absent:
         raise RecordError(
-            f"{who}: lead {missing[0]!r} missing (all missing: {missing}; record has {list(leads)}; "
+            f"{who}: lead {absent[0]!r} missing (all missing: {absent}; record has {list(leads)}; "
             f"expected {list(target_leads)})"
         )
     return np.asarray(signal)[[index[lead_key(t)] for t in target_leads]]
@@ -299,7 +321,162 @@ def _unpack(sample: Mapping[str, Any]) -> tuple[np.ndarray, list[str], float, st
     return sample["signal"], list(sample["leads"]), fs, who
 
 
-def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: float = MIN_DURATION_S) -> np.ndarray:
+#: Column (0-3, 2.5 s each on a 10 s page) of every lead in the standard 3x4 printout.
+LAYOUT_3X4_COLUMNS: dict[str, int] = {
+    "i": 0, "ii": 0, "iii": 0, "avr": 1, "avl": 1, "avf": 1,
+    "v1": 2, "v2": 2, "v3": 2, "v4": 3, "v5": 3, "v6": 3,
+}
+#: Lead(s) printed as a full-length rhythm strip under the 3x4 grid (PhysioNet/CinC 2024 images: lead II).
+LAYOUT_3X4_RHYTHM: tuple[str, ...] = ("II",)
+#: ``layout`` values of :func:`preprocess`: ``"auto"`` (detect a 3x4 NaN pattern), ``"full"`` (no layout mask),
+#: ``"3x4"`` (keep each lead's column and the rhythm strip, mask the rest).
+LAYOUTS: tuple[str, ...] = ("auto", "full", "3x4")
+#: Finite runs shorter than this (s) are too short to resample and band-pass and are masked.
+MIN_SEGMENT_S = 0.5
+
+
+def layout_mask(leads: Sequence[str], n_samples: int, layout: str = "3x4",
+                rhythm_leads: Sequence[str] = LAYOUT_3X4_RHYTHM) -> np.ndarray:
+    """Which samples a printout layout keeps: ``(len(leads), n_samples)`` bool.
+
+    ``"3x4"``: lead ``l`` keeps the column ``k = LAYOUT_3X4_COLUMNS[l]``, samples ``[round(k n / 4),
+    round((k + 1) n / 4))`` (the 2.5 s column of a 10 s page); ``rhythm_leads`` and leads outside the standard 12
+    are kept whole. ``"full"`` keeps everything.
+
+    Raises:
+        ValueError: unknown layout.
+    """
+    if layout not in ("full", "3x4"):
+        raise ValueError(f"layout_mask: layout must be 'full' or '3x4', got {layout!r}")
+    mask = np.ones((len(leads), int(n_samples)), dtype=bool)
+    if layout == "full":
+        return mask
+    rhythm = {lead_key(r) for r in rhythm_leads}
+    for j, name in enumerate(leads):
+        col = LAYOUT_3X4_COLUMNS.get(lead_key(name))
+        if col is None or lead_key(name) in rhythm:
+            continue
+        lo, hi = round(col * n_samples / 4), round((col + 1) * n_samples / 4)
+        mask[j] = False
+        mask[j, lo:hi] = True
+    return mask
+
+
+def detect_layout(signal: np.ndarray, leads: Sequence[str], tolerance: float = 0.02) -> str:
+    """Classify a record's NaN pattern.
+
+    Args:
+        signal: ``(leads, samples)``, NaN where nothing was recorded/digitised.
+        leads: Lead names.
+        tolerance: Fraction of the record a column lead may be finite outside its 3x4 column.
+
+    Returns:
+        ``"full"`` (no NaN); ``"3x4"`` when at least 6 standard leads are finite only inside their 3x4 column (and
+        cover at least 80 % of it) and every other lead is either (almost) complete, like a rhythm strip, or
+        absent; else ``"partial"``.
+    """
+    fin = np.isfinite(np.asarray(signal, dtype=np.float32))
+    if fin.all():
+        return "full"
+    n = fin.shape[1]
+    cols = layout_mask(leads, n, "3x4", rhythm_leads=())
+    column_leads = 0
+    for j, name in enumerate(leads):
+        f = fin[j]
+        if lead_key(name) not in LAYOUT_3X4_COLUMNS or not f.any() or f.mean() >= 0.95:
+            continue
+        if (f & ~cols[j]).sum() > tolerance * n or f[cols[j]].mean() < 0.8:
+            return "partial"
+        column_leads += 1
+    return "3x4" if column_leads >= 6 else "partial"
+
+
+def _runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of the True runs of a 1-D bool array."""
+    d = np.diff(np.concatenate(([0], row.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def normalize_masked(signal: np.ndarray, mask: np.ndarray, method: str = "none", scale: float = 1.0,
+                     eps: float = 1e-8) -> np.ndarray:
+    """:func:`normalize` with statistics over the present samples only; masked samples become 0.
+
+    Args:
+        signal: ``(leads, samples)``, mV (masked samples may hold anything, NaN included).
+        mask: ``(leads, samples)`` bool, True where present.
+        method: As :func:`normalize`.
+        scale: Divisor for ``"scale"``.
+        eps: Flat threshold.
+
+    Returns:
+        float32 array, same shape; 0 wherever ``mask`` is False. Equals :func:`normalize` when ``mask`` is all True.
+    """
+    arr = np.where(mask, np.asarray(signal, dtype=np.float32), np.float32(0))
+    if method == "zscore":
+        n = mask.sum(axis=-1, keepdims=True)
+        mean = arr.sum(axis=-1, keepdims=True, dtype=np.float64) / np.maximum(n, 1)
+        var = (np.where(mask, arr - mean, 0.0) ** 2).sum(axis=-1, keepdims=True) / np.maximum(n, 1)
+        std = np.sqrt(var)
+        out = (arr - mean) / np.where(std < eps, 1.0, std)
+    elif method == "minmax":
+        if mask.any():
+            lo, hi = float(arr[mask].min()), float(arr[mask].max())
+        else:
+            lo, hi = 0.0, 0.0
+        span = hi - lo
+        out = (arr - lo) / (span if span >= eps else 1.0)
+    else:
+        out = normalize(arr, method, scale)
+    return np.where(mask, out, 0.0).astype(np.float32)
+
+
+def _preprocess_masked(signal: np.ndarray, leads: list[str], fs: float, who: str, spec: ECGInputSpec,
+                       min_duration_s: float, layout: str) -> np.ndarray:
+    x = check_signal(signal, fs, leads=leads, record=who, min_duration_s=min_duration_s, allow_nan=True)
+    x = reorder_leads(x, leads, spec.leads, record=who, missing="nan")
+    if layout == "auto":
+        layout = "3x4" if detect_layout(x, spec.leads) == "3x4" else "full"
+    if layout == "3x4":
+        x = np.where(layout_mask(spec.leads, x.shape[1], "3x4"), x, np.float32(np.nan))
+    present = np.isfinite(x)
+    if present.all():  # nothing masked: exactly the unmasked path
+        x = resample(x, fs, spec.fs)
+        if spec.bandpass_hz is not None:
+            x = bandpass(x, spec.fs, spec.bandpass_hz[0], spec.bandpass_hz[1])
+        x = crop_or_pad(x, spec.n_samples, mode="center")
+        return np.ascontiguousarray(normalize(x, spec.normalization, spec.scale), dtype=np.float32)
+    # each finite run on its own: resample and filter never see (or spread) NaN
+    n_out = x.shape[1] if fs == spec.fs else int(np.ceil(x.shape[1] * float(_ratio(fs, spec.fs))))
+    out = np.zeros((x.shape[0], n_out), dtype=np.float32)
+    mask = np.zeros((x.shape[0], n_out), dtype=bool)
+    min_run = max(2, int(np.ceil(MIN_SEGMENT_S * fs)))
+    for j in range(x.shape[0]):
+        for a, b in _runs(present[j]):
+            if b - a < min_run:
+                continue
+            seg = resample(x[j, a:b], fs, spec.fs)
+            if spec.bandpass_hz is not None:
+                seg = bandpass(seg, spec.fs, spec.bandpass_hz[0], spec.bandpass_hz[1])
+            a_out = a if fs == spec.fs else round(a * spec.fs / fs)
+            seg = seg[: max(0, n_out - a_out)]
+            out[j, a_out:a_out + len(seg)] = seg
+            mask[j, a_out:a_out + len(seg)] = True
+    usable = mask.any(axis=1)
+    n_usable = int(usable.sum())
+    if n_usable < max(1, spec.min_leads):
+        lacking = [name for name, u in zip(spec.leads, usable, strict=True) if not u]
+        raise RecordError(
+            f"{who}: {n_usable} usable lead(s) (missing or NaN: {lacking}; runs shorter than {MIN_SEGMENT_S:g} s "
+            f"count as missing), expected at least {max(1, spec.min_leads)}"
+        )
+    out = crop_or_pad(out, spec.n_samples, mode="center")
+    # zero padding of a short record counts as present (as in the unmasked path); absent leads stay masked
+    mask = crop_or_pad(mask, spec.n_samples, mode="center", pad_value=True) & usable[:, None]
+    return np.ascontiguousarray(normalize_masked(out, mask, spec.normalization, spec.scale), dtype=np.float32)
+
+
+def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: float = MIN_DURATION_S,
+               layout: str | None = None) -> np.ndarray:
     """Turn a sample into what an encoder with ``spec`` expects.
 
     Order (docs/architecture.md): validate (:func:`check_signal`) -> reorder leads by name -> resample to
@@ -307,19 +484,40 @@ def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: fl
     (at the end for ``"start"``) to ``spec.n_samples`` -> ``spec.normalization`` (``"minmax"``: one global
     min-max over the whole ``(leads, samples)`` array, as MERL does).
 
+    With ``spec.accepts_masked``: leads of ``spec.leads`` absent from the record and NaN samples are masked
+    rather than refused. Each finite run of a lead (at least :data:`MIN_SEGMENT_S` long) is resampled and
+    band-passed on its own, the normalisation uses the present samples only, and masked samples are 0 in the
+    output. ``layout`` ``"3x4"`` keeps only each lead's 3x4-printout column plus the rhythm strip
+    (:func:`layout_mask`); ``"auto"`` applies it when :func:`detect_layout` finds that NaN pattern. A fully
+    present record gives exactly the unmasked result.
+
     Args:
         sample: medzs sample dict (``signal`` ``(leads, samples)`` mV, ``leads``, ``fs``; ``id``/``path`` name it
-            in errors).
+            in errors; an optional ``layout`` key is used when the argument is None).
         spec: The encoder's input spec.
         min_duration_s: Shortest accepted input, s.
+        layout: ``"auto"`` (default), ``"full"`` or ``"3x4"`` (:data:`LAYOUTS`); only for specs with
+            ``accepts_masked``.
 
     Returns:
         ``(len(spec.leads), spec.n_samples)`` float32 array.
 
     Raises:
-        RecordError: missing fields, invalid signal, too short, or a lead of ``spec.leads`` missing.
+        RecordError: missing fields, invalid signal, too short; without ``accepts_masked``: a lead of
+            ``spec.leads`` missing or a NaN sample, or ``layout="3x4"``; with it: fewer than ``spec.min_leads``
+            usable leads (none is always an error).
+        ValueError: unknown ``layout``.
     """
     signal, leads, fs, who = _unpack(sample)
+    if layout is None:
+        layout = str(sample.get("layout") or "auto")
+    if layout not in LAYOUTS:
+        raise ValueError(f"preprocess: layout must be one of {LAYOUTS}, got {layout!r}")
+    if getattr(spec, "accepts_masked", False):
+        return _preprocess_masked(signal, leads, fs, who, spec, min_duration_s, layout)
+    if layout == "3x4":
+        raise RecordError(f"{who}: layout '3x4' given, but this encoder's InputSpec does not accept masked input "
+                          "(accepts_masked=False); expected a complete 12-lead record")
     x = check_signal(signal, fs, leads=leads, record=who, min_duration_s=min_duration_s)
     x = reorder_leads(x, leads, spec.leads, record=who)
     x = resample(x, fs, spec.fs)
@@ -330,13 +528,13 @@ def preprocess(sample: Mapping[str, Any], spec: ECGInputSpec, min_duration_s: fl
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def batch(samples: Iterable[Mapping[str, Any]], spec: ECGInputSpec) -> np.ndarray:
+def batch(samples: Iterable[Mapping[str, Any]], spec: ECGInputSpec, layout: str | None = None) -> np.ndarray:
     """Preprocess and stack samples: ``(batch, len(spec.leads), spec.n_samples)`` float32.
 
     Raises:
         RecordError: as :func:`preprocess`, for the first bad sample.
     """
-    arrays = [preprocess(s, spec) for s in samples]
+    arrays = [preprocess(s, spec, layout=layout) for s in samples]
     if not arrays:
         return np.zeros((0, *spec.shape), dtype=np.float32)
     return np.stack(arrays).astype(np.float32, copy=False)
@@ -416,20 +614,25 @@ class Normalized(_DictTransform):
 class ECGPreprocessd(_DictTransform):
     """The whole :func:`preprocess` as a dict transform; ``leads``/``fs`` become the spec's."""
 
-    def __init__(self, spec: ECGInputSpec, min_duration_s: float = MIN_DURATION_S) -> None:
+    def __init__(self, spec: ECGInputSpec, min_duration_s: float = MIN_DURATION_S, layout: str | None = None) -> None:
         self.spec = spec
         self.min_duration_s = float(min_duration_s)
+        self.layout = layout
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(sample)
-        out["signal"] = preprocess(sample, self.spec, self.min_duration_s)
+        out["signal"] = preprocess(sample, self.spec, self.min_duration_s, layout=self.layout)
         out["leads"] = list(self.spec.leads)
         out["fs"] = float(self.spec.fs)
         return out
 
 
 __all__ = [
+    "LAYOUTS",
+    "LAYOUT_3X4_COLUMNS",
+    "LAYOUT_3X4_RHYTHM",
     "MIN_DURATION_S",
+    "MIN_SEGMENT_S",
     "Bandpassd",
     "CropOrPadd",
     "ECGPreprocessd",
@@ -440,8 +643,11 @@ __all__ = [
     "batch",
     "check_signal",
     "crop_or_pad",
+    "detect_layout",
+    "layout_mask",
     "lead_key",
     "normalize",
+    "normalize_masked",
     "preprocess",
     "preprocess_many",
     "reorder_leads",
