@@ -136,23 +136,40 @@ def zeroshot(
 
 @app.command()
 def models() -> None:
-    """List registered models (embedding encoders) and scorers (e.g. the knowledge-criteria scorer)."""
+    """List registered models by modality (embedding encoders and scorers), with input, weights and description."""
+    import textwrap
+
     from rich.console import Console
-    from rich.table import Column, Table
+    from rich.markup import escape
 
     from medzs import registry
 
-    # names and inputs never wrap or truncate: users copy them
-    t = Table(Column("name", no_wrap=True), "modality", "kind", Column("input", no_wrap=True),
-              Column("weights", overflow="fold"), Column("description", overflow="fold"))
-    names = sorted(registry.list_models(), key=lambda n: (registry.MODALITY_ORDER.index(registry.get_config(n).modality), n))
-    for name in names:
+    console = Console()
+    width = max(60, min(console.width, 120))
+    titles = {"ecg": "ECG", "cxr": "Chest radiographs", "ct": "CT"}
+    rows: dict[str, list[tuple[str, str, str, str]]] = {m: [] for m in registry.MODALITY_ORDER}
+    for name in sorted(registry.list_models()):
         c = registry.get_config(name)
-        t.add_row(name, c.modality, "embedding", c.input_spec.describe(),
-                  Path(c.weights).name if c.weights else "(user path / random)", c.description)
+        weights = Path(c.weights).name if c.weights else "none shipped: give a local checkpoint (weights=)"
+        if c.extra.get("checkpoint_format") is None and not c.weights:
+            weights = "random initialisation"
+        rows[c.modality].append((f"{name}  (embedding model)", c.input_spec.describe(), weights, c.description))
     for name in registry.list_scorers():
-        t.add_row(name, "ecg", "scorer", "12-lead ECG as read (measured)", "none", registry.SCORERS[name][1])
-    Console().print(t)
+        rows["ecg"].append((f"{name}  (scorer)", "12-lead ECG as read (measured)", "no weights",
+                            registry.SCORERS[name][1]))
+    for modality, items in rows.items():
+        if not items:
+            continue
+        console.print(f"[bold]{titles.get(modality, modality)}[/bold]")
+        for name, inp, weights, desc in items:
+            # the name is never cut: users copy it
+            console.print(f"  [cyan]{escape(name)}[/cyan]", soft_wrap=True)
+            for label, text in (("input", inp), ("weights", weights), ("", desc)):
+                prefix = f"      {label + ': ' if label else ''}"
+                for line in textwrap.wrap(text, width=width - len(prefix)) or [""]:
+                    console.print(escape(prefix + line), soft_wrap=True, highlight=False)
+                    prefix = " " * len(prefix)
+        console.print()
 
 
 @train_app.command("ecg")

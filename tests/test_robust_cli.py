@@ -177,3 +177,20 @@ def test_prompts_build_says_whether_it_used_the_cache(tmp_path: Path, medzs_home
     second = runner.invoke(app, ["prompts", "build", "--task", "ptbxl-super", "--cache", str(cache)])
     assert second.exit_code == 0, second.output
     assert f"cache: {cache} (used: every class came from the cache, nothing written)" in second.output
+
+
+def test_models_listing_is_readable_at_80_columns(monkeypatch) -> None:
+    """`medzs models` at 80 columns: every registered name appears whole (users copy them), grouped by modality."""
+    from typer.testing import CliRunner
+
+    from medzs import registry
+    from medzs.cli import app
+
+    monkeypatch.setenv("COLUMNS", "80")
+    res = CliRunner().invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    for name in [*registry.list_models(), *registry.list_scorers()]:
+        assert any(line.strip().startswith(name + "  (") for line in lines), name
+    assert max(len(line) for line in lines) <= 80
+    assert lines.index("ECG") < lines.index("Chest radiographs") < lines.index("CT")
