@@ -118,7 +118,8 @@ def zeroshot(
         cfg.model["weights"] = str(weights)
     if precision:
         cfg.engine["precision"] = precision
-    res = run_zeroshot(cfg, out_dir=out)
+    err = Console(stderr=True)
+    res = run_zeroshot(cfg, out_dir=out, stage=lambda text: err.print(f"[dim]{text} ...[/dim]", highlight=False))
     console = Console()
     if res.get("benchmark"):
         console.print(res["text"], soft_wrap=True, highlight=False)

@@ -314,7 +314,8 @@ def build_dataset(cfg: PipelineConfig, want_fs: int | None = None):
     return create_dataset(d["name"], root, **opts)
 
 
-def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progress: bool = True,
+                 stage: Any = None) -> dict[str, Any]:
     """Run a zero-shot pipeline end to end with the engine and write ``scores.csv``, ``metrics.json``,
     ``report.html``.
 
@@ -322,6 +323,10 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     encoder, class scorer; streamed in batches) -> score matrix -> labels -> AUROC per condition with n positives
     and CIs -> report. Records that fail to read or pass the quality rule are listed with their reason and left out
     of the AUROC. Memory holds the score matrix, not the signals.
+
+    Args:
+        stage: Optional ``stage(text)`` callback told what the run is doing before each step without a progress
+            bar (dataset scan, model load, prompts, metrics) -- the CLI shows it as a status line.
 
     Returns:
         ``{"table", "macro", "files", "n_records", "n_errors", "errors"}``.
@@ -341,12 +346,14 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     from medzs.scoring import fuse_rank_average
 
     t0 = time.time()
+    say = stage or (lambda text: None)
     mname = cfg.model["name"]
     is_scorer = mname in registry.SCORERS
     crit_name = mname if is_scorer else cfg.model.get("hybrid")
     config = None if is_scorer else registry.get_config(mname)
     # PTB-XL ships 100 and 500 Hz files: read 100 Hz for a 100 Hz model, 500 Hz when measuring criteria
     want_fs = 500 if crit_name or (config is not None and getattr(config.input_spec, "fs", 500) > 100) else 100
+    say(f"reading dataset {cfg.dataset['name']} and its labels")
     ds = build_dataset(cfg, want_fs=want_fs)
     task = build_task(cfg, ds)
     labels = ds.labels(task)
@@ -372,7 +379,9 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
 
         if eng_cfg.get("threads"):
             torch.set_num_threads(int(eng_cfg["threads"]))
+        say(f"loading model {mname}")
         model = registry.create_model(mname, weights=cfg.model.get("weights"))
+        say("writing or reading the class prompts (knowledge base)")
         prompts = task_prompts(task, cfg.prompts.get("writer", "grounded"), cfg.prompts.get("cache"),
                                llm=cfg.prompts.get("llm"))
         method = scoring_method(cfg)
@@ -432,6 +441,7 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
                 scores[:, j] = np.nan
     y = labels.loc[ids, list(task.classes)].to_numpy(dtype=float)
     n_boot, seed = int(cfg.metrics.get("n_boot", 1000)), int(cfg.metrics.get("seed", 0))
+    say(f"AUROC with {n_boot} bootstrap resamples and the report")
     min_pos = int(cfg.metrics.get("min_positives", MIN_POSITIVES))
     table, macro = evaluate(y, scores, list(task.classes), n_boot=n_boot, seed=seed, min_positives=min_pos)
     weights = model.config.weights if model is not None else None
