@@ -352,7 +352,8 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     crit_name = mname if is_scorer else cfg.model.get("hybrid")
     config = None if is_scorer else registry.get_config(mname)
     # PTB-XL ships 100 and 500 Hz files: read 100 Hz for a 100 Hz model, 500 Hz when measuring criteria
-    want_fs = 500 if crit_name or (config is not None and getattr(config.input_spec, "fs", 500) > 100) else 100
+    # (the hybrid measures the criteria on the files the model reads, as the model card's CV did)
+    want_fs = 500 if (config is None or getattr(config.input_spec, "fs", 500) > 100) else 100
     say(f"reading dataset {cfg.dataset['name']} and its labels")
     ds = build_dataset(cfg, want_fs=want_fs)
     task = build_task(cfg, ds)
