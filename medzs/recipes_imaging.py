@@ -323,15 +323,10 @@ def train_image_text(images: np.ndarray, findings: np.ndarray, text_pools: Seque
 
 
 def embed_images(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """``(N, C, H, W)`` -> ``(N, D)`` normalised embeddings (no grad, eval mode)."""
-    import torch
+    """``(N, C, H, W)`` -> ``(N, D)`` normalised embeddings (no grad, eval mode; :func:`medzs.train.embed_signals`)."""
+    from medzs.train import embed_signals
 
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            out.append(model.encode_image(torch.from_numpy(images[i:i + batch_size].astype(np.float32))).numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
+    return embed_signals(model, images, batch_size=batch_size)
 
 
 #: Prompt styles of the zero-shot evaluation: the entry's name only, or all its KB sentences (averaged).
