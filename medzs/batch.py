@@ -480,6 +480,9 @@ def score_files(
         if hybrid is not None and hybrid not in registry.SCORERS:
             raise SpecError(f"hybrid: expected a registered scorer ({', '.join(registry.list_scorers())}), "
                             f"got {hybrid!r}")
+    if config is not None and getattr(the_task, "modality", "ecg") != config.modality:
+        raise SpecError(f"task {the_task.name!r} is a {getattr(the_task, 'modality', 'ecg')} task but model {model!r} "
+                        f"reads {config.modality} inputs (see `medzs models`)")
     weights = str(weights) if weights is not None else (config.weights if config is not None else None)
     model_label = f"{model}+{hybrid}" if hybrid else model
     records = discover_records(inputs, modality=config.modality if config is not None else "ecg")

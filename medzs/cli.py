@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="medzs: zero-shot ECG classification with clinical-knowledge grounding.")
+                  help="medzs: zero-shot classification of ECGs, chest radiographs and CT with clinical-knowledge "
+                       "grounding.")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, query, stats.")
 prompts_app = typer.Typer(no_args_is_help=True, help="Class prompts (CKEPE): build and show.")
 train_app = typer.Typer(no_args_is_help=True, help="Train models.")
@@ -126,7 +127,11 @@ def zeroshot(
         for name, path in res["files"].items():
             console.print(f"{name}: {path}")
         return
-    title = f"{cfg.name}: zero-shot AUROC ({res['n_records']} records, {cfg.model['name']})"
+    model_label = cfg.model["name"] + (f" + {cfg.model['hybrid']}" if cfg.model.get("hybrid") else "")
+    title = f"{cfg.name}: zero-shot AUROC ({res['n_records']} records, {model_label})"
+    if getattr(res.get("dataset"), "partial", False):
+        title += f"\n(partial local mirror of {res['dataset'].name}: {res['dataset'].root}; not comparable with " \
+                 "results on the full dataset)"
     if res.get("n_errors"):
         title += f"; {res['n_errors']} record(s) could not be scored (listed in metrics.json)"
     console.print(format_table(res["table"], res["macro"], title=title, names=res["task"].display_names),

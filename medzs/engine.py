@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from medzs.errors import SpecError
+from medzs.errors import RecordError, SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,20 @@ def read_record(record: Record, modality: str = "ecg") -> tuple[str | None, dict
         sample = read_any_image(record.path, format=record.format, modality=modality, **kwargs)
         return str(sample.get("meta", {}).get("format") or record.format or ""), sample
     raise SpecError(f"engine: no reader for modality {modality!r} (expected 'ecg', 'cxr' or 'ct')")
+
+
+#: Python module -> the medzs extra that installs it (for one-line errors when a reader's package is missing).
+EXTRAS: dict[str, str] = {"pydicom": "formats", "lxml": "formats", "sierraecg": "formats", "neurokit2": "measure",
+                          "monai": "imaging", "nibabel": "imaging", "PIL": "imaging", "pylibjpeg": "imaging",
+                          "open_clip": "imaging-models", "timm": "imaging-models"}
+
+
+def missing_package_message(record: Record, exc: ImportError) -> str:
+    """``"<file>: needs the package X (pip install 'medzs[extra]')"`` for an ImportError raised while reading."""
+    name = (getattr(exc, "name", None) or str(exc)).split(".")[0]
+    extra = EXTRAS.get(name)
+    hint = f"pip install 'medzs[{extra}]'" if extra else f"pip install {name}"
+    return f"{os.path.basename(record.path)}: reading it needs the package {name!r}, which is not installed ({hint})"
 
 
 def preprocessor(spec: Any) -> Callable[[Mapping[str, Any]], np.ndarray]:
@@ -316,6 +330,21 @@ class Engine:
         scorer = registry.create_scorer(criteria) if criteria else None
         return cls(model, class_scorer, criteria=scorer, task=task, **options)
 
+    def _missing_leads(self, sample: Mapping[str, Any]) -> list[str]:
+        """Leads of an ECG spec that accepts masked input which the record lacks (absent or all-NaN)."""
+        spec = self.spec
+        if spec is None or not getattr(spec, "accepts_masked", False) or "leads" not in sample:
+            return []
+        from medzs.transforms.ecg import lead_key
+
+        sig = np.asarray(sample.get("signal"))
+        have = set()
+        for i, name in enumerate(sample["leads"]):
+            row = sig[i] if sig.ndim == 2 and i < sig.shape[0] else None
+            if row is None or not np.isnan(row).all():
+                have.add(lead_key(name))
+        return [name for name in spec.leads if lead_key(name) not in have]
+
     # -- one record -------------------------------------------------------------------------------------
     def read(self, record: Record) -> dict[str, Any]:
         """Read one record, run the quality rule and the criteria measurements; never raises.
@@ -333,10 +362,16 @@ class Engine:
                     sample = self.pre_transform(sample)
                 if self._quality is not None:
                     out["flags"] = self._quality(sample)
+                missing = self._missing_leads(sample)
+                if missing:  # masked input: say which of the encoder's leads the record lacks
+                    note = f"missing_leads:{len(missing)}:{','.join(missing)}"
+                    out["flags"] = f"{out['flags']};{note}" if out["flags"] else note
                 if self._prep is not None:
                     out["sample"] = sample  # preprocessed per batch (:meth:`read_batch`)
                 if self.criteria is not None:  # measured on the signal as read (measure_ecg resamples itself)
                     out["m"] = self.criteria.measure([sample])[0]
+            except ImportError as exc:  # an optional reader package: say which extra installs it
+                out["error"] = RecordError(missing_package_message(record, exc))
             except Exception as exc:  # noqa: BLE001 - every failure of one record becomes an error row
                 out["error"] = exc
                 if out["flags"] is None:

@@ -357,6 +357,9 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
     say(f"reading dataset {cfg.dataset['name']} and its labels")
     ds = build_dataset(cfg, want_fs=want_fs)
     task = build_task(cfg, ds)
+    if config is not None and getattr(task, "modality", "ecg") != config.modality:
+        raise SpecError(f"pipeline {cfg.path}: task {task.name!r} is a {task.modality} task but model {mname!r} reads "
+                        f"{config.modality} inputs")
     labels = ds.labels(task)
     refs = ds.records(cfg.dataset.get("split", "all"))
     if cfg.dataset.get("ecg_ids"):
