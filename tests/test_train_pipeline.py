@@ -125,7 +125,7 @@ def test_pipeline_typo_in_a_nested_field_fails_naming_it(tmp_path):
     text = (REPO / "pipelines" / "ptbxl-super.yaml").read_text().replace("softmax: false", "softmx: false")
     bad = tmp_path / "typo.yaml"
     bad.write_text(text)
-    with pytest.raises(SpecError, match=r"typo.yaml: unknown fields \['scoring.softmx'\]"):
+    with pytest.raises(SpecError, match=r"typo.yaml: unknown field 'scoring.softmx'"):
         load_pipeline(bad)
 
 
