@@ -11,8 +11,8 @@ Codes (lead-level codes are written ``code:LEAD``, e.g. ``flat_lead:V3``):
 code                    kind   when
 ======================  =====  ==================================================================================
 ``all_zero``            error  every sample of every lead is exactly 0
-``disconnected_lead``   note   a lead is constant over the whole record (all-zero or any other value) or has
-                               non-finite (NaN/inf) samples
+``disconnected_lead``   note   a lead is constant over the whole record (all-zero or any other value) or has no
+                               finite sample (a lead with NaN gaps, as in a 3x4 printout, is judged on its finite part)
 ``flat_lead``           note   a lead's robust range (99th - 1st percentile) is below :data:`FLAT_RANGE_MV`
 ``mains_noise``         note   50 or 60 Hz and their harmonics carry at least :data:`MAINS_NOISE_FRACTION` of a
                                lead's power (DC excluded)
@@ -243,13 +243,21 @@ def check_ecg(sample: Mapping[str, Any]) -> QualityReport:
     lead_findings: list[Finding] = []
 
     finite = np.isfinite(x)
-    nonfinite = ~finite.all(axis=1)
-    if nonfinite.any():
+    # a lead with no finite sample is disconnected; a lead with NaN gaps (e.g. an ECG digitised from a 3x4 printout,
+    # each lead kept only in its 2.5 s column) is judged on its finite samples
+    nonfinite = ~finite.any(axis=1)
+    partial = ~finite.all(axis=1) & ~nonfinite
+    if partial.any() or nonfinite.any():
+        xn = np.where(finite, x, np.nan)
+        xn[nonfinite] = 0.0
+        q1, q50, q99 = np.nanpercentile(xn, [1.0, 50.0, 99.0], axis=1)
+        constant = (np.nanmax(xn, axis=1) == np.nanmin(xn, axis=1)) | nonfinite
         x = np.where(finite, x, 0.0)
-    q1, q50, q99 = np.percentile(x, [1.0, 50.0, 99.0], axis=1)
+    else:
+        q1, q50, q99 = np.percentile(x, [1.0, 50.0, 99.0], axis=1)
+        constant = x.max(axis=1) == x.min(axis=1)
     rng = q99 - q1
     amp = np.maximum(q99 - q50, q50 - q1)
-    constant = (x.max(axis=1) == x.min(axis=1)) | nonfinite
     mains = _mains_fraction(x, fs)
     all_zero = not nonfinite.any() and not x.any()
 

@@ -81,3 +81,57 @@ def test_nan_gap_does_not_spread(rec: dict) -> None:
     assert not x[0, 400:500].any() and (x[0, :400] != 0).all() and (x[0, 500:] != 0).all()
     np.testing.assert_allclose(x[1:], T.preprocess(rec, MASKED)[1:], atol=1e-5)
     assert T.detect_layout(sig, rec["leads"]) == "partial"
+
+
+def _write_3x4_wfdb(src_root: Path, dest: Path, ecg_id: int) -> Path:
+    """A PTB-XL record rewritten as a PhysioNet/CinC 2024-style digitised ECG: each lead only in its 2.5 s column of
+    the 3x4 printout (lead II whole), NaN elsewhere (WFDB invalid samples)."""
+    import wfdb
+
+    rec = wfdb.rdrecord(str(src_root / "records100" / "00000" / f"{ecg_id:05d}_lr"))
+    sig = rec.p_signal.copy()
+    keep = T.layout_mask(list(rec.sig_name), sig.shape[0], "3x4")  # (leads, samples) bool
+    sig[~keep.T] = np.nan
+    name = f"paper{ecg_id:05d}"
+    wfdb.wrsamp(name, fs=rec.fs, units=rec.units, sig_name=rec.sig_name, p_signal=sig, fmt=["16"] * sig.shape[1],
+                adc_gain=[1000.0] * sig.shape[1], baseline=[0] * sig.shape[1], write_dir=str(dest))
+    return dest / f"{name}.hea"
+
+
+def test_3x4_nan_wfdb_record_is_scored_by_score_zeroshot_and_predict(tmp_path: Path, shared_data: Path) -> None:
+    """A 3x4-layout record with NaN leads (written from shared PTB-XL records) is scored, not refused, by
+    `medzs score`, `medzs zeroshot` and `medzs predict`."""
+    import pandas as pd
+
+    from medzs.batch import score_files
+    from medzs.pipeline import parse_pipeline, run_zeroshot
+    from medzs.predict import predict
+
+    root = shared_data / "ecg" / "ptbxl2k"
+    folder = tmp_path / "paper"
+    folder.mkdir()
+    heads = [_write_3x4_wfdb(root, folder, i) for i in (9, 10, 11, 12, 13, 14)]
+    from medzs.io.wfdb import read_wfdb
+
+    s = read_wfdb(heads[0])
+    assert np.isnan(s["signal"]).any() and T.detect_layout(s["signal"], s["leads"]) == "3x4"
+
+    out = tmp_path / "s.parquet"
+    res = score_files([folder], out, model="ecg-resnet18.medzs-ptbxl", task="ptbxl-super", progress=False,
+                      prompts_writer="names")
+    df = pd.read_parquet(out)
+    assert res.n_ok == 6 and (df["status"] == "ok").all() and df.filter(like="score_").notna().all().all()
+
+    (tmp_path / "labels.csv").write_text("record_id,426783006\n" + "".join(f"{h.stem},{i % 2}\n"
+                                                                            for i, h in enumerate(heads)))
+    cfg = parse_pipeline({"name": "paper", "model": "ecg-resnet18.medzs-ptbxl",
+                          "task": {"name": "sr", "system": "snomed_ct", "classes": ["426783006"]},
+                          "dataset": {"name": "folder", "root": str(folder), "labels": str(tmp_path / "labels.csv")},
+                          "prompts": {"writer": "names"}, "metrics": {"n_boot": 10, "seed": 0, "min_positives": 1},
+                          "output": str(tmp_path / "zs")}, tmp_path / "p.yaml")
+    zs = run_zeroshot(cfg, progress=False)
+    assert zs["n_records"] == 6 and zs["n_errors"] == 0
+
+    pr = predict([str(heads[0])], task="ptbxl-super", criteria=False)
+    rec0 = pr["records"][0]
+    assert rec0.get("error") in (None, "") and rec0["conditions"], rec0

@@ -108,14 +108,19 @@ def test_corrupt_dat_fails_checksum(rec1: Path) -> None:
     assert s["signal"].shape == (12, 5000)
 
 
-def test_nan_samples_raise_naming_lead(rec1: Path) -> None:
+def test_nan_samples_kept_and_refused_by_an_unmasked_spec(rec1: Path) -> None:
+    """WFDB invalid samples are read as NaN (meta counts them); a spec without masked input refuses the record,
+    naming the lead."""
+    from medzs.spec import ECGInputSpec
+    from medzs.transforms.ecg import preprocess
+
     data = np.fromfile(rec1.with_suffix(".dat"), dtype="<i2").reshape(-1, 12)
     data[100:110, 8] = -32768  # WFDB's invalid-sample value for format 16 -> NaN in lead V3
     data.tofile(rec1.with_suffix(".dat"))
-    with pytest.raises(RecordError, match=r"00001_hr: lead 'V3' contains NaN \(10 samples"):
-        read_wfdb(rec1, verify_checksum=False)
-    with pytest.raises(RecordError, match="00001_hr: lead 'V3' contains NaN"):
-        read_wfdb(rec1)  # the NaN check comes first
+    s = read_wfdb(rec1, verify_checksum=False)
+    assert int(np.isnan(s["signal"][8]).sum()) == 10 and s["meta"]["nan_samples"] == {"V3": 10}
+    with pytest.raises(RecordError, match=r"lead 'V3' contains NaN"):
+        preprocess(s, ECGInputSpec(fs=500.0))
 
 
 def _all_shared_wfdb_headers(shared: Path) -> list[Path]:

@@ -113,6 +113,7 @@ def _read_fast(header: Path, name: str, verify_checksum: bool) -> dict[str, Any]
         "base_date": base_date,
         "base_time": base_time,
         "uncalibrated_leads": [],
+        "nan_samples": {},
     }
     return {"signal": signal, "leads": list(h["names"]), "fs": float(h["fs"]), "id": str(h["record_name"]),
             "meta": meta, "path": str(header)}
@@ -185,14 +186,10 @@ def read_wfdb(path: str | os.PathLike[str], verify_checksum: bool = True, fast: 
         factors.append(UNIT_TO_MV[unit])
 
     physical = rec.dac(return_res=64)  # (samples, leads), NaN where the stored value is WFDB's invalid sample
-    nan_leads = [leads[i] for i in np.flatnonzero(np.isnan(physical).any(axis=0))]
-    if nan_leads:
-        counts = {lead: int(np.isnan(physical[:, leads.index(lead)]).sum()) for lead in nan_leads}
-        first = nan_leads[0]
-        raise RecordError(
-            f"{name}: lead {first!r} contains NaN ({counts[first]} samples; all affected leads: {counts}) "
-            "(expected finite values)"
-        )
+    # WFDB's invalid samples stay NaN (as the PhysioNet/CinC 2024 challenge stores ECGs digitised from paper: each
+    # lead only in its printed column): an encoder that accepts masked input scores them, preprocessing for one that
+    # does not refuses the record naming the lead (medzs.transforms.ecg.check_signal)
+    nan_counts = {leads[i]: int(np.isnan(physical[:, i]).sum()) for i in np.flatnonzero(np.isnan(physical).any(axis=0))}
     if verify_checksum and rec.checksum is not None and rec.sig_len is not None:
         actual = rec.calc_checksum()  # 16-bit sums; headers may write them signed, so compare modulo 2**16
         pairs = zip(leads, actual, rec.checksum, strict=True)
@@ -220,6 +217,7 @@ def read_wfdb(path: str | os.PathLike[str], verify_checksum: bool = True, fast: 
         "base_date": base_date,
         "base_time": base_time,
         "uncalibrated_leads": uncalibrated,
+        "nan_samples": nan_counts,
     }
     logger.debug("read_wfdb: %s: %d leads x %d samples at %s Hz", name, signal.shape[0], signal.shape[1], rec.fs)
     return {
