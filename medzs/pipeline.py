@@ -75,6 +75,9 @@ def _schema():
         threads: StrictInt | None = Field(default=None, ge=1)
         quality: StrictBool = True
 
+    class ReportSpec(_Strict):
+        thumbnails: StrictInt = Field(default=0, ge=0, le=12)
+
     class Pipeline(_Strict):
         name: StrictStr
         task: StrictStr | TaskSpec
@@ -84,6 +87,7 @@ def _schema():
         scoring: ScoringSpec = ScoringSpec()
         metrics: MetricsSpec = MetricsSpec()
         engine: EngineSpec = EngineSpec()
+        report: ReportSpec = ReportSpec()
         output: StrictStr = "runs/out"
 
         @field_validator("model", mode="before")
@@ -165,6 +169,7 @@ class PipelineConfig:
     output: str = "runs/out"
     path: str = ""
     benchmark: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=lambda: {"thumbnails": 0})
 
 
 def _first_error(path: Path, exc: Any) -> SpecError:
@@ -209,7 +214,7 @@ def parse_pipeline(raw: Any, path: str | Path = "<memory>") -> PipelineConfig:
                 raise SpecError(f"pipeline {path}: field 'model.{key}': {v} does not exist")
         if d["prompts"].get("file") is not None and not Path(d["prompts"]["file"]).is_file():
             raise SpecError(f"pipeline {path}: field 'prompts.file': {d['prompts']['file']} is not a file")
-        return PipelineConfig(name=d["name"], task=d["task"], dataset=d["dataset"], model=d["model"],
+        return PipelineConfig(name=d["name"], task=d["task"], dataset=d["dataset"], model=d["model"],  # noqa: E501
                               prompts=d["prompts"], scoring=d["scoring"], metrics=d["metrics"], output=d["output"],
                               path=str(path), benchmark=d["benchmark"])
     from medzs import registry
@@ -484,8 +489,12 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
         "seconds": round(time.time() - t0, 1),
     }
     out = Path(out_dir or cfg.output)
+    thumbs = None
+    k = int((cfg.report or {}).get("thumbnails") or 0)
+    if k and getattr(task, "modality", "ecg") in ("cxr", "ct"):
+        thumbs = _thumbnails(records, ok, scores, y, list(task.classes), k, task.modality)
     files = write_report(out, record_ids=ids, classes=list(task.classes), scores=scores, y_true=y, table=table,
-                         macro=macro, provenance=provenance)
+                         macro=macro, provenance=provenance, thumbnails=thumbs)
     if explanations:
         import json
 
@@ -498,6 +507,41 @@ def run_zeroshot(cfg: PipelineConfig, out_dir: str | Path | None = None, progres
         files = {**files, "criteria_explanations": path}
     return {"table": table, "macro": macro, "files": files, "n_records": int(ok.sum()), "n_errors": len(errors),
             "errors": errors, "task": task, "dataset": ds}
+
+
+def _thumbnails(records: Any, ok: Any, scores: Any, y: Any, classes: list[str], k: int, modality: str) -> dict:
+    """The ``k`` highest-scored images of each class as small base64 PNGs (for the report, when asked)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from medzs.engine import read_record
+
+    kept = [r for r, keep in zip(records, ok) if keep]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for j, code in enumerate(classes):
+        order = np.argsort(-np.nan_to_num(scores[:, j], nan=-np.inf))[:k]
+        items = []
+        for i in order:
+            try:
+                _, sample = read_record(kept[int(i)], modality)
+            except Exception:  # noqa: BLE001 - a thumbnail is optional
+                continue
+            img = np.asarray(sample.get("image") if "image" in sample else sample.get("volume"), dtype=np.float32)
+            if img.ndim == 4:  # volume: middle axial slice
+                img = img[:, img.shape[1] // 2]
+            g = np.clip(img[0], 0.0, 1.0) if img.max() <= 1.0 else (img[0] - img.min()) / max(np.ptp(img), 1e-6)
+            pil = Image.fromarray((g * 255).astype(np.uint8))
+            pil.thumbnail((128, 128))
+            buf = io.BytesIO()
+            pil.save(buf, format="PNG")
+            lab = y[int(i), j]
+            items.append({"id": kept[int(i)].source_id, "png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                          "score": float(scores[int(i), j]), "label": "?" if lab != lab else int(lab)})
+        out[code] = items
+    return out
 
 
 def embed_ptbxl(model: Any, db: Any, ecg_ids: Any, batch_size: int = 64, progress: bool = False) -> Any:

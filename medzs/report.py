@@ -385,7 +385,8 @@ def _flag_badges(flag: Any, e: Any) -> str:
 
 
 def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenance: Mapping[str, Any],
-                 png: bytes | None, citations: list[str], n_records: int, classes: Sequence[str] = ()) -> str:
+                 png: bytes | None, citations: list[str], n_records: int, classes: Sequence[str] = (),
+                 thumbnails: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
     e = html.escape
     prov = provenance
     names = _class_names(prov, classes)
@@ -500,6 +501,18 @@ def _html_report(table: pd.DataFrame | None, macro: Mapping[str, Any], provenanc
         b64 = base64.b64encode(png).decode("ascii")
         parts.append('<h2>ROC curves</h2><img alt="ROC curves per condition" '
                      f'src="data:image/png;base64,{b64}">')
+    if thumbnails:
+        parts.append("<h2>Highest-scored images per finding</h2><p class=\"legend\">The records each finding scored "
+                     "highest, with their label (1 = finding present, 0 = absent): a quick look at what the model "
+                     "ranks first. Shown because the pipeline asked for it (report.thumbnails); a report of "
+                     "patient images is patient data.</p>")
+        for code, items in thumbnails.items():
+            cells = "".join(
+                f'<figure style="display:inline-block;margin:4px;text-align:center"><img alt="{e(str(t["id"]))}" '
+                f'src="data:image/png;base64,{t["png"]}"><figcaption style="font-size:11px">{e(str(t["id"]))}'
+                f'<br>score {float(t["score"]):.3f}, label {e(str(t["label"]))}</figcaption></figure>'
+                for t in items)
+            parts.append(f"<h3>{e(code)}: {e(names.get(code, code))}</h3><div>{cells}</div>")
 
     # ---- errors
     errors = prov.get("errors") or []
@@ -597,6 +610,7 @@ def write_report(
     table: pd.DataFrame | None = None,
     macro: Any = None,
     provenance: Mapping[str, Any] | None = None,
+    thumbnails: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Path]:
     """Write ``scores.csv``, ``metrics.json`` and a self-contained ``report.html`` into ``out_dir``.
 
@@ -608,6 +622,8 @@ def write_report(
         y_true: ``(N, C)`` labels 1/0/NaN, or None (no label columns, no ROC curves).
         table: Per-condition table from :func:`medzs.metrics.auroc_per_condition`, or None.
         macro: Macro AUROC: a float, ``(value, n_conditions)`` or the dict from :func:`medzs.metrics.evaluate`.
+        thumbnails: Optional ``{class: [{"id", "png" (base64 PNG), "score", "label"}]}`` shown per finding (imaging
+            pipelines that ask for them with ``report.thumbnails``; images of patients are patient data).
         provenance: Run provenance, e.g. ``model``, ``model_sha256``, ``task``, ``dataset``,
             ``dataset_citation``, ``prompts_cache_hash``, ``writer``, ``seed``. ``medzs_version``, ``time``
             (UTC, ISO 8601; unless ``created`` is given) and ``command_line`` (unless ``command`` is given) are
@@ -677,7 +693,7 @@ def write_report(
 
     png = roc_figure_png(y, s, classes, table, names=_class_names(prov, classes)) if y is not None else None
     paths["html"].write_text(_html_report(table, _jsonable(m), _jsonable(prov), png, citations, len(ids),
-                                                  classes),
+                                          classes, thumbnails=thumbnails),
                              encoding="utf-8")
     logger.info("report written to %s (%d records, %d classes)", out, len(ids), len(classes))
     return paths

@@ -218,3 +218,22 @@ def test_report_lists_errors_collapsed_with_id_and_message(tmp_path: Path, run):
     assert "Partial local mirror" not in html
     assert "<td><code>MI</code></td><td>myocardial infarction</td>" in html
     assert '<span class="flag few"' in html  # CD has no positive
+
+
+def test_imaging_report_shows_thumbnails_only_when_asked(tmp_path) -> None:
+    """report.thumbnails in an imaging pipeline puts the highest-scored images per finding into report.html, with
+    their id, score and label; without it no image of a record is written."""
+    import re
+
+    from medzs.pipeline import load_pipeline, run_zeroshot
+
+    cfg = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "ct-covid.yaml")
+    assert cfg.report["thumbnails"] == 4
+    res = run_zeroshot(cfg, out_dir=tmp_path / "a", progress=False)
+    html = res["files"]["html"].read_text()
+    caps = re.findall(r"<figcaption[^>]*>([^<]+)<br>score ([0-9.]+), label ([01?])", html)
+    assert len(caps) == 4 and all(float(c[1]) <= 1.0 for c in caps)
+    assert [float(c[1]) for c in caps] == sorted((float(c[1]) for c in caps), reverse=True)
+    cfg.report["thumbnails"] = 0
+    html0 = run_zeroshot(cfg, out_dir=tmp_path / "b", progress=False)["files"]["html"].read_text()
+    assert "<figcaption" not in html0 and html0.count("data:image/png") == 1  # the ROC figure only
