@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     card = train_ecg(args.data, args.out, replace_default=args.replace_default, epochs=args.epochs, seed=args.seed,
                      threads=args.threads, text_mode=args.text_mode, max_records=args.max_records, progress=False)
-    print(json.dumps({k: card[k] for k in ("weights", "sha256", "n_train", "seconds", "text_mode")}))
+    print(json.dumps({k: card[k] for k in ("weights", "sha256", "n_train", "seconds", "text_mode")}))  # noqa: T201 - CLI output
     return card
 
 
