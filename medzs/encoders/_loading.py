@@ -24,3 +24,30 @@ def strict_load(module: Any, state: dict[str, Any], name: str, path: Any) -> Non
             f"shape mismatches {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in bad[:5]]}"
         )
     module.load_state_dict(state, strict=True)
+
+
+def load_state_file(path: Any) -> dict[str, Any]:
+    """A checkpoint's state dict: ``torch.load`` (weights only) or safetensors (``.safetensors``); a
+    ``{"state_dict": ...}`` wrapper is unwrapped and DataParallel ``module.`` prefixes are removed."""
+    from pathlib import Path
+
+    import torch
+
+    if Path(path).suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def strict_load_release(module: Any, state: dict[str, Any], name: str, path: Any, optional: tuple[str, ...] = ()
+                        ) -> None:
+    """:func:`strict_load` of a released state dict in fp32, ignoring only the documented ``optional`` keys
+    (e.g. the ``position_ids`` buffer that some transformers versions save) when the module has no such key."""
+    own = module.state_dict()
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
+             if not (k in optional and k not in own)}
+    strict_load(module, state, name, path)

@@ -239,17 +239,10 @@ def load_merlin(model: MerlinZeroShot, config, path: Path) -> None:
     Raises:
         SpecError: missing/unexpected keys or shape mismatches.
     """
-    from medzs.encoders._loading import strict_load as _strict_load
+    from medzs.encoders._loading import load_state_file, strict_load_release
 
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    state = {(k.removeprefix("module.")): v for k, v in state.items()}
-    own = model.merlin.state_dict()
-    pos = "encode_text.text_encoder.embeddings.position_ids"
-    if pos in state and pos not in own:
-        del state[pos]
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    _strict_load(model.merlin, state, config.name, path)
+    strict_load_release(model.merlin, load_state_file(path), config.name, path,
+                        optional=("encode_text.text_encoder.embeddings.position_ids",))
 
 
 def build_ct_feature_extractor(config) -> CTFeatureExtractor:

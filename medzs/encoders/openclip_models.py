@@ -167,20 +167,8 @@ def load_open_clip(model: OpenCLIPZeroShot, config, path: Path) -> None:
     Raises:
         SpecError: missing/unexpected keys or shape mismatches.
     """
-    from medzs.encoders._loading import strict_load as _strict_load
+    from medzs.encoders._loading import load_state_file, strict_load_release
 
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
-    else:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
-    state = {(k.removeprefix("module.")): v for k, v in state.items()}
-    own = model.clip.state_dict()
-    pos = "text.transformer.embeddings.position_ids"
-    if pos in state and pos not in own:
-        del state[pos]
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    _strict_load(model.clip, state, config.name, path)
+    strict_load_release(model.clip, load_state_file(path), config.name, path,
+                        optional=("text.transformer.embeddings.position_ids",))
