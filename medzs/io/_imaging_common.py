@@ -28,10 +28,13 @@ DECODER_PACKAGES: dict[str, str] = {
     "1.2.840.10008.1.2.5": "pydicom itself (or pylibjpeg + pylibjpeg-rle)",
 }
 
-#: Identifying DICOM attributes copied (when present) to ``meta["identifiers"]``: keyword -> key.
+#: Identifying DICOM attributes copied (when present) to ``meta["identifiers"]``: keyword -> key. Shared by the
+#: image, CT and ECG-waveform readers (medzs.io.dicom_ecg), so every DICOM reader keeps the same identifiers apart.
 DICOM_IDENTIFIERS: dict[str, str] = {
     "PatientName": "patient_name",
     "PatientID": "patient_id",
+    "AdmissionID": "admission_id",
+    "RequestingPhysician": "requesting_physician",
     "OtherPatientIDs": "other_patient_ids",
     "PatientBirthDate": "birth_date",
     "PatientAddress": "patient_address",

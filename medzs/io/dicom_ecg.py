@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from medzs.errors import RecordError
+from medzs.io._imaging_common import DICOM_IDENTIFIERS as _IDENTIFIERS  # one list for every DICOM reader
 from medzs.io._ecg_common import SCP_LEAD_NUMBERS, build_sample, normalize_lead_name, normalize_sex, unit_factor
 from medzs.spec import STANDARD_12_LEADS
 
@@ -40,32 +41,6 @@ ECG_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.9.1.2": "General ECG Waveform Storage",
     "1.2.840.10008.5.1.4.1.1.9.1.3": "Ambulatory ECG Waveform Storage",
 }
-
-#: Identifying attributes copied (when present) to ``meta["identifiers"]``: keyword -> key.
-_IDENTIFIERS = {
-    "PatientName": "patient_name",
-    "PatientID": "patient_id",
-    "OtherPatientIDs": "other_patient_ids",
-    "PatientBirthDate": "birth_date",
-    "PatientAddress": "patient_address",
-    "AccessionNumber": "accession_number",
-    "AdmissionID": "admission_id",
-    "StudyID": "study_id",
-    "StudyInstanceUID": "study_instance_uid",
-    "SeriesInstanceUID": "series_instance_uid",
-    "SOPInstanceUID": "sop_instance_uid",
-    "StudyDate": "study_date",
-    "StudyTime": "study_time",
-    "AcquisitionDateTime": "acquisition_datetime",
-    "InstitutionName": "institution_name",
-    "ReferringPhysicianName": "referring_physician",
-    "OperatorsName": "operators",
-    "NameOfPhysiciansReadingStudy": "reading_physicians",
-    "RequestingPhysician": "requesting_physician",
-    "StationName": "station_name",
-    "DeviceSerialNumber": "device_serial_number",
-}
-
 
 def _lead_name(channel: Any) -> str:
     src = channel.get("ChannelSourceSequence")
